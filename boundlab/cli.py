@@ -11,6 +11,7 @@ import sys
 # subcommand and sets its ``func(args) -> int`` default.
 COMMANDS = (
     "boundlab.commands.demo",
+    "boundlab.commands.data",
 )
 
 
