@@ -75,15 +75,15 @@ def build_model(name: str, config_kwargs: Mapping[str, Any]) -> nn.Module:
     """
     if name not in MODEL_CONFIGS:
         valid = ", ".join(sorted(MODEL_CONFIGS))
-        raise ValueError(f"unknown model {name!r}; valid names are: {valid}")
+        raise ValueError(f"unknown model {name!r}. Valid names are: {valid}")
 
     config_class = MODEL_CONFIGS[name]
     field_names = {field.name for field in dataclasses.fields(config_class)}
     unknown = sorted(set(config_kwargs) - field_names)
     if unknown:
         raise ValueError(
-            f"unknown {config_class.__name__} fields {unknown}; "
-            f"valid fields are: {', '.join(sorted(field_names))}"
+            f"unknown {config_class.__name__} fields {unknown}. "
+            f"Valid fields are: {', '.join(sorted(field_names))}"
         )
 
     missing = sorted(
@@ -94,7 +94,9 @@ def build_model(name: str, config_kwargs: Mapping[str, Any]) -> nn.Module:
         and field.name not in config_kwargs
     )
     if missing:
-        raise ValueError(f"{config_class.__name__} requires fields {missing}; pass them in config_kwargs")
+        raise ValueError(
+            f"{config_class.__name__} requires fields {missing}. Pass them in config_kwargs."
+        )
 
     config = config_class(**config_kwargs)
     return MODEL_CLASSES[name](config)

@@ -10,10 +10,16 @@ the oldest item kept). Positions therefore depend only on the real items, not on
 padding the row carries. In eval mode the output at column ``t`` therefore equals
 ``encode_last`` of the row cut after column ``t``. Padding columns are zeroed before the first
 block, and their outputs are zero vectors.
+
+The public SASRec script of the CE/SCE authors (github.com/MTandHJ/CE-SCE-LLMRec, SASRec/main.py)
+differs in four ways. It normalizes only the attention query, and its feed-forward residual adds
+the normalized input. It uses xavier-normal init and absolute column positions, and it lets real
+positions attend to padding keys. The parameter count is the same.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +29,13 @@ from torch import nn
 
 @dataclass
 class SASRecConfig:
-    """Hyperparameters of :class:`SASRec`; the defaults are the SASRec settings for CE on Beauty."""
+    """Hyperparameters of :class:`SASRec`.
+
+    The defaults are the settings used for CE and SCE training on Amazon Beauty: 2 blocks, 1 head,
+    hidden size 64, max length 50 and dropout 0.6. ``scale_item_embeddings`` multiplies the input
+    item embeddings by sqrt(hidden) before positions are added, as the CE/SCE authors' script does.
+    It does not change the output embeddings used for scores.
+    """
 
     n_items: int
     max_len: int = 50
@@ -33,6 +45,7 @@ class SASRecConfig:
     dropout: float = 0.6
     layer_norm_eps: float = 1e-8
     init_std: float = 0.02
+    scale_item_embeddings: bool = True
 
     def __post_init__(self) -> None:
         """Raise ValueError when a field is out of range or ``hidden`` does not split into heads."""
@@ -43,7 +56,7 @@ class SASRecConfig:
         if self.hidden % self.n_heads != 0:
             raise ValueError(
                 f"SASRecConfig.hidden ({self.hidden}) must be divisible by n_heads "
-                f"({self.n_heads}); pick a head count that divides it"
+                f"({self.n_heads}). Pick a head count that divides it."
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"SASRecConfig.dropout must be in [0, 1), got {self.dropout!r}")
@@ -64,8 +77,8 @@ def _validate_sequences(seqs: torch.Tensor, n_items: int, max_len: int) -> None:
         )
     if seqs.shape[1] > max_len:
         raise ValueError(
-            f"seqs has length {seqs.shape[1]} but max_len is {max_len}; "
-            f"keep only the last {max_len} items of each history"
+            f"seqs has length {seqs.shape[1]} but max_len is {max_len}. "
+            f"Keep only the last {max_len} items of each history"
         )
     if seqs.numel() == 0:
         return
@@ -77,14 +90,14 @@ def _validate_sequences(seqs: torch.Tensor, n_items: int, max_len: int) -> None:
     is_real = seqs != 0
     if bool((is_real[:, :-1] & ~is_real[:, 1:]).any()):
         raise ValueError(
-            "seqs must be left-padded: a padding id 0 follows a real item in some row; "
-            "put all padding before the first real item"
+            "seqs must be left-padded, but a padding id 0 follows a real item in some row. "
+            "Put all padding before the first real item"
         )
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head scaled dot-product attention in which a real position sees only itself, earlier
-    real positions and no padding."""
+    """Multi-head scaled dot-product attention in which a real position attends only to itself
+    and earlier real positions, never to padding."""
 
     def __init__(self, config: SASRecConfig) -> None:
         """Create the fused query/key/value projection and the output projection."""
@@ -95,7 +108,7 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(config.hidden, config.hidden)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """Attend over ``x`` (B, L, d); ``allowed`` (B, 1, L, L) is True where query i may see key j."""
+        """Attend over ``x`` (B, L, d). ``allowed`` (B, 1, L, L) is True where query i may see key j."""
         batch, length, hidden = x.shape
         head_dim = hidden // self.n_heads
 
@@ -179,7 +192,7 @@ class SASRec(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Return hidden states (B, L, hidden) for every column; padding columns are zero vectors."""
+        """Return hidden states (B, L, hidden) for every column. Padding columns are zero vectors."""
         _validate_sequences(seqs, self.config.n_items, self.config.max_len)
         batch, length = seqs.shape
         dtype = self.item_embedding.weight.dtype
@@ -191,20 +204,22 @@ class SASRec(nn.Module):
 
         # Count real items from the left so that extra left padding shifts no position.
         positions = (is_real.long().cumsum(dim=1) - 1).clamp(min=0)
-        x = self.item_embedding(seqs) + self.position_embedding(positions)
+        item_scale = math.sqrt(self.config.hidden) if self.config.scale_item_embeddings else 1.0
+        x = self.item_embedding(seqs) * item_scale + self.position_embedding(positions)
         x = self.embedding_dropout(x) * keep
 
         # Query i may see key j when j <= i and j is a real item. Each column may also see itself,
-        # so a padding query (whose earlier keys are all padding) never gets an all-masked softmax
-        # row, which would be NaN. Real queries are unaffected because they are real keys too.
+        # so a padding query, whose earlier keys are all padding, never has an all-masked softmax
+        # row. Such a row is 0/0: torch 2.13's CPU kernels return zeros for it, but other versions
+        # and backends may return NaN. A real query already sees itself, so the diagonal adds nothing.
         causal = torch.ones(length, length, dtype=torch.bool, device=seqs.device).tril()
         itself = torch.eye(length, dtype=torch.bool, device=seqs.device)
         allowed = (causal & is_real[:, None, :]) | itself
         allowed = allowed.unsqueeze(1)
 
         for block in self.blocks:
-            # Zeroing padding columns after each block keeps their values bounded and out of the
-            # real columns, which never attend to them anyway.
+            # Real columns never read padding columns, so resetting padding to zero after each
+            # block only keeps the padding outputs at exactly zero.
             x = block(x, allowed) * keep
 
         return self.final_norm(x) * keep
