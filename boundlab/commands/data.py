@@ -44,10 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print the size and leave-one-out split of one dataset",
         description="Load one dataset (a registered name or a file path) and print its statistics.",
     )
-    show.add_argument("dataset", metavar="NAME_OR_PATH", help="registered name or path to a one-user-per-line file")
+    show.add_argument(
+        "dataset",
+        metavar="NAME_OR_PATH",
+        help="registered name or path to a one-user-per-line file",
+    )
     _add_data_dir(show, default=argparse.SUPPRESS)
-    show.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of a registered dataset")
-    show.add_argument("--limit-users", type=int, metavar="N", help="keep only the first N users in file order")
+    show.add_argument(
+        "--no-verify", action="store_true", help="skip the SHA-256 check of a registered dataset"
+    )
+    show.add_argument(
+        "--limit-users", type=int, metavar="N", help="keep only the first N users in file order"
+    )
     show.set_defaults(func=run_show)
 
     fetch = actions.add_parser(
@@ -58,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"goes to --data-dir, else ${DATA_ENV_VAR}, else ./data."
         ),
     )
-    fetch.add_argument("name", choices=sorted(REGISTRY), metavar="NAME", help=f"one of {', '.join(REGISTRY)}")
+    fetch.add_argument(
+        "name", choices=sorted(REGISTRY), metavar="NAME", help=f"one of {', '.join(REGISTRY)}"
+    )
     _add_data_dir(fetch, default=argparse.SUPPRESS)
     fetch.add_argument(
         "--timeout",
@@ -78,13 +88,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "sequences with 1-based contiguous ids."
         ),
     )
-    convert.add_argument("table", metavar="TABLE", help="raw interaction table (CSV, TSV or ratings.dat)")
+    convert.add_argument(
+        "table", metavar="TABLE", help="raw interaction table (CSV, TSV or ratings.dat)"
+    )
     convert.add_argument("output", metavar="OUTPUT", help="one-user-per-line file to write")
-    convert.add_argument("--k", type=int, default=5, help="minimum interactions per user and per item (default 5)")
-    convert.add_argument("--format", dest="file_format", choices=TABLE_FORMATS, default="auto", help="table format (default: from suffix and first line)")
-    convert.add_argument("--user-col", default="user", help="user column of a CSV/TSV (default 'user')")
-    convert.add_argument("--item-col", default="item", help="item column of a CSV/TSV (default 'item')")
-    convert.add_argument("--time-col", default="timestamp", help="timestamp column of a CSV/TSV (default 'timestamp')")
+    convert.add_argument(
+        "--k", type=int, default=5, help="minimum interactions per user and per item (default 5)"
+    )
+    convert.add_argument(
+        "--format",
+        dest="file_format",
+        choices=TABLE_FORMATS,
+        default="auto",
+        help="table format (default: from suffix and first line)",
+    )
+    convert.add_argument(
+        "--user-col", default="user", help="user column of a CSV/TSV (default 'user')"
+    )
+    convert.add_argument(
+        "--item-col", default="item", help="item column of a CSV/TSV (default 'item')"
+    )
+    convert.add_argument(
+        "--time-col",
+        default="timestamp",
+        help="timestamp column of a CSV/TSV (default 'timestamp')",
+    )
     convert.set_defaults(func=run_convert)
 
 
@@ -104,7 +132,16 @@ def _format_count(value: int | None) -> str:
 
 def format_summary_table(summaries: list[DatasetSummary]) -> str:
     """Render summaries as an aligned text table, one dataset per row."""
-    header = ("dataset", "file", "checksum", "users", "items", "interactions", "mean length", "path")
+    header = (
+        "dataset",
+        "file",
+        "checksum",
+        "users",
+        "items",
+        "interactions",
+        "mean length",
+        "path",
+    )
     rows = [header]
     for summary in summaries:
         rows.append(
@@ -136,21 +173,26 @@ def run_list(args: argparse.Namespace) -> int:
     summaries = dataset_summary(data_dir=args.data_dir)
     print(format_summary_table(summaries))
     print()
-    print("searched, in order: " + ", ".join(str(path) for path in data_dir_candidates(args.data_dir)))
+    print(
+        "searched, in order: " + ", ".join(str(path) for path in data_dir_candidates(args.data_dir))
+    )
 
     for summary in summaries:
         if summary.error is not None:
             print(f"{summary.name}: {summary.error}")
         elif summary.checksum == "mismatch":
             print(
-                f"{summary.name}: SHA-256 of {summary.path} differs from {REGISTRY[summary.name].sha256}; "
+                f"{summary.name}: SHA-256 of {summary.path} differs from "
+                f"{REGISTRY[summary.name].sha256}; "
                 f"replace the file (`boundlab data fetch {summary.name}` after moving it away)"
             )
     missing = [summary.name for summary in summaries if not summary.found]
     if missing:
         print(f"missing datasets: download with `boundlab data fetch NAME` ({', '.join(missing)})")
 
-    corrupt = any(summary.checksum == "mismatch" or summary.error is not None for summary in summaries)
+    corrupt = any(
+        summary.checksum == "mismatch" or summary.error is not None for summary in summaries
+    )
     return 1 if corrupt else 0
 
 

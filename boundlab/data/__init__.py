@@ -87,5 +87,5 @@ __all__ = [
 
 
 def limit_users(dataset: SequenceDataset, n: int) -> SequenceDataset:
-    """Return the first ``n`` users of ``dataset`` in file order; see SequenceDataset.limit_users."""
+    """Return the first ``n`` users of ``dataset`` in file order, keeping its catalogue size."""
     return dataset.limit_users(n)

@@ -73,7 +73,9 @@ def download_file(
             reason=reason,
         ) from error
     if len(data) > max_bytes:
-        raise DatasetError(f"{url} is larger than {max_bytes} bytes, so it is not the expected file")
+        raise DatasetError(
+            f"{url} is larger than {max_bytes} bytes, so it is not the expected file"
+        )
 
     actual = hashlib.sha256(data).hexdigest()
     if sha256 is not None and actual != sha256.lower():
@@ -97,7 +99,7 @@ def fetch_dataset(
     """Download registered dataset ``name`` unless a copy with the right checksum exists already.
 
     The file goes to ``default_download_dir(data_dir)``. An existing copy with another checksum
-    is never overwritten: the call raises DatasetError and asks to move that copy away.
+    is never overwritten. The call raises DatasetError instead, telling the user to move it away.
     """
     info = dataset_info(name)
 

@@ -53,14 +53,17 @@ def read_interactions(
 ) -> pd.DataFrame:
     """Read a raw interaction table into columns user, item (str), timestamp (int64) and line.
 
-    ``file_format`` "csv" and "tsv" need a header row with the named columns; "movielens"
-    reads headerless ``user::item::rating::timestamp`` lines; "auto" picks one from the file
-    suffix and first line. ``line`` is each row's 1-based line number, used in error messages.
-    Timestamps may be numbers or ISO-8601 strings (converted to nanoseconds since the epoch).
+    With ``file_format`` "csv" or "tsv", the file needs a header row with the named columns.
+    "movielens" reads headerless ``user::item::rating::timestamp`` lines. "auto" picks a
+    format from the file suffix and the first line. ``line`` is each row's 1-based line
+    number, used in error messages. Timestamps may be numbers or ISO-8601 strings, which are
+    converted to nanoseconds since the epoch.
     """
     path = Path(path)
     if file_format not in TABLE_FORMATS:
-        raise DatasetError(f"unknown table format {file_format!r}; choose one of {', '.join(TABLE_FORMATS)}")
+        raise DatasetError(
+            f"unknown table format {file_format!r}; choose one of {', '.join(TABLE_FORMATS)}"
+        )
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -69,16 +72,20 @@ def read_interactions(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line_number = raw.count(b"\n", 0, error.start) + 1
-        raise DatasetError(f"{path}:{line_number}: invalid UTF-8; re-encode the file as UTF-8") from None
+        raise DatasetError(
+            f"{path}:{line_number}: invalid UTF-8; re-encode the file as UTF-8"
+        ) from None
 
     first_line = text.split("\n", 1)[0]
     if file_format == "auto":
         file_format = _detect_format(path, first_line)
 
     if file_format == "movielens":
-        table, first_data_line = _read_movielens(text, path), 1
+        table = _read_movielens(text, path)
+        first_data_line = 1
     else:
-        table, first_data_line = _read_delimited(text, path, file_format, user_col, item_col, time_col), 2
+        table = _read_delimited(text, path, file_format, user_col, item_col, time_col)
+        first_data_line = 2
 
     # With skip_blank_lines=False every physical line is one row, so row i is line i + offset.
     # NOTE: a quoted field spanning several lines would shift the reported line numbers.
@@ -102,6 +109,10 @@ def _read_movielens(text: str, path: Path) -> pd.DataFrame:
             skip_blank_lines=False,
             quoting=csv.QUOTE_NONE,
         )
+    except pd.errors.EmptyDataError:
+        raise DatasetError(
+            f"{path}: file is empty; expected user::item::rating::timestamp lines"
+        ) from None
     except pd.errors.ParserError as error:
         raise DatasetError(
             f"{path}: {error}; every line must read user::item::rating::timestamp"
@@ -121,7 +132,9 @@ def _read_delimited(
             skip_blank_lines=False,
         )
     except pd.errors.EmptyDataError:
-        raise DatasetError(f"{path}: file is empty; expected a header row and interactions") from None
+        raise DatasetError(
+            f"{path}: file is empty; expected a header row and interactions"
+        ) from None
     except pd.errors.ParserError as error:
         raise DatasetError(f"{path}: {error}; fix the malformed row") from None
 
@@ -161,13 +174,21 @@ def _timestamps_as_int64(table: pd.DataFrame, path: Path) -> np.ndarray:
         return numeric.to_numpy(dtype=np.int64)
 
     dates = pd.to_datetime(column, errors="coerce", utc=True, format="ISO8601")
-    bad = dates.isna().to_numpy()
-    if bad.any():
-        position = int(bad.argmax())
-        line_number = int(table[LINE].to_numpy()[position])
+    lines = table[LINE].to_numpy()
+    unreadable = (numeric.isna() & dates.isna()).to_numpy()
+    if unreadable.any():
+        position = int(unreadable.argmax())
         raise DatasetError(
-            f"{path}:{line_number}: timestamp {column.iloc[position]!r} is neither a number nor "
-            "an ISO-8601 date; fix the value or choose another column with time_col (--time-col)"
+            f"{path}:{lines[position]}: timestamp {column.iloc[position]!r} is neither a number "
+            "nor an ISO-8601 date; fix the value or choose another column with time_col "
+            "(--time-col)"
+        )
+    numbers_among_dates = numeric.notna().to_numpy()
+    if numbers_among_dates.any():
+        position = int(numbers_among_dates.argmax())
+        raise DatasetError(
+            f"{path}:{lines[position]}: timestamp {column.iloc[position]!r} is a number but other "
+            "rows contain dates; write every timestamp in one form"
         )
     return dates.dt.as_unit("ns").astype("int64").to_numpy()
 
@@ -265,7 +286,14 @@ def load_interactions_dataset(
     table = read_interactions(
         path, file_format=file_format, user_col=user_col, item_col=item_col, time_col=time_col
     )
+    if len(table) == 0:
+        raise DatasetError(f"{path}: the table contains no interactions; check the file")
     filtered = kcore_filter(table, k)
+    if len(filtered) == 0:
+        raise DatasetError(
+            f"{path}: no interactions left after {k}-core filtering of {len(table)} rows; "
+            "lower k or check the user and item columns"
+        )
     dataset = sequences_from_interactions(filtered, name=name if name is not None else path.stem)
     logger.info(
         "%s: %d-core kept %d users, %d items, %d of %d interactions",

@@ -23,8 +23,8 @@ DATA_ENV_VAR = "BOUNDLAB_DATA"
 # redistributed in the salesforce/ICLRec repository under data/.
 _ICLREC_DATA_URL = "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/"
 
-# The repository checkout contains the package; a sibling ``shared/data`` folder is the last
-# place searched, so a checkout next to the shared files needs no configuration.
+# The last folder searched is ``shared/data`` beside the repository checkout. A checkout placed
+# next to the shared files therefore finds them with no configuration.
 _REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA_DIR = _REPOSITORY_ROOT.parent / "shared" / "data"
 
@@ -135,13 +135,18 @@ def find_dataset_file(name: str, data_dir: str | os.PathLike[str] | None = None)
 
 
 def locate_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the file of registered dataset ``name``; raise DatasetNotFoundError listing every place searched."""
+    """Return the file of registered dataset ``name``.
+
+    Raises DatasetNotFoundError, listing every place searched, when no folder contains it.
+    """
     path = find_dataset_file(name, data_dir)
     if path is not None:
         return path
 
     info = dataset_info(name)
-    searched = "\n".join(f"  {directory / info.filename}" for directory in data_dir_candidates(data_dir))
+    searched = "\n".join(
+        f"  {directory / info.filename}" for directory in data_dir_candidates(data_dir)
+    )
     raise DatasetNotFoundError(
         f"dataset {info.name!r} ({info.filename}) not found. Searched:\n{searched}\n"
         f"Download it with `boundlab data fetch {info.name}`, or fetch {info.url} yourself and "
@@ -263,7 +268,9 @@ def dataset_summary(
 
 def _summarize_path(path: Path) -> DatasetSummary:
     if not path.is_file():
-        return DatasetSummary(name=path.stem, path=None, checksum="missing", error=f"no file at {path}")
+        return DatasetSummary(
+            name=path.stem, path=None, checksum="missing", error=f"no file at {path}"
+        )
     try:
         dataset = parse_sequence_file(path)
     except DatasetError as error:

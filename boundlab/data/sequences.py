@@ -70,7 +70,11 @@ class SequenceDataset:
             raise DatasetError("user_ids contains duplicates; give every user one id")
 
         for position, sequence in enumerate(self.sequences):
-            if not isinstance(sequence, np.ndarray) or sequence.ndim != 1 or sequence.dtype != np.int64:
+            if (
+                not isinstance(sequence, np.ndarray)
+                or sequence.ndim != 1
+                or sequence.dtype != np.int64
+            ):
                 raise DatasetError(
                     f"sequence {position} (user {user_ids[position]}) must be a 1-D int64 "
                     "numpy array; convert it with np.asarray(items, dtype=np.int64)"
@@ -175,7 +179,9 @@ def parse_sequence_file(
         # A final newline ends the last line; it does not start an empty one.
         lines.pop()
     if not lines:
-        raise DatasetError(f"{path}: file is empty; expected lines of `user_id item_id item_id ...`")
+        raise DatasetError(
+            f"{path}: file is empty; expected lines of `user_id item_id item_id ...`"
+        )
 
     user_ids: list[int] = []
     sequences: list[np.ndarray] = []
@@ -228,7 +234,7 @@ def _decode_ascii(raw: bytes, path: Path) -> str:
     except UnicodeDecodeError as error:
         line_number = raw.count(b"\n", 0, error.start) + 1
         raise DatasetError(
-            f"{path}:{line_number}: non-ASCII byte {raw[error.start:error.start + 1]!r}; "
+            f"{path}:{line_number}: non-ASCII byte {raw[error.start : error.start + 1]!r}; "
             "the file must contain only decimal ids separated by spaces"
         ) from None
 
@@ -249,7 +255,7 @@ def _parse_line(tokens: Sequence[str], path: Path, line_number: int) -> list[int
         if bad is None:
             return ids
 
-    # Slow path: find the first bad token and say what is wrong with it.
+    # Slow path: find the first invalid token and report what is wrong with it.
     for position, token in enumerate(tokens):
         kind = "user id" if position == 0 else "item id"
         if _INTEGER_TOKEN.fullmatch(token) is None:

@@ -18,7 +18,7 @@ from boundlab.data.sequences import SequenceDataset
 
 
 class HistoryPolicy(str, Enum):
-    """Which items of a user's input history are removed from that user's ranking.
+    """Policy for removing a user's input-history items from that user's ranking.
 
     ``EXCLUDE_SEEN`` removes every item in the history except the target itself, the usual
     protocol for next-item evaluation on these datasets. ``NONE`` ranks the whole catalogue.
@@ -126,17 +126,25 @@ class EvaluationSet:
     def __len__(self) -> int:
         return len(self.histories)
 
-    def _select(self, users: slice | Sequence[int] | np.ndarray | None) -> tuple[list[np.ndarray], np.ndarray]:
+    def _select(
+        self, users: slice | Sequence[int] | np.ndarray | None
+    ) -> tuple[list[np.ndarray], np.ndarray]:
         if users is None:
             return self.histories, self.targets
         if isinstance(users, slice):
             return self.histories[users], self.targets[users]
         positions = np.asarray(users, dtype=np.int64)
         if positions.ndim != 1:
-            raise ValueError(f"users must be a 1-D sequence of positions, got shape {positions.shape}")
-        return [self.histories[position] for position in positions.tolist()], self.targets[positions]
+            raise ValueError(
+                f"users must be a 1-D sequence of positions, got shape {positions.shape}"
+            )
+        return [self.histories[position] for position in positions.tolist()], self.targets[
+            positions
+        ]
 
-    def target_columns(self, users: slice | Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
+    def target_columns(
+        self, users: slice | Sequence[int] | np.ndarray | None = None
+    ) -> torch.Tensor:
         """Return the 0-based score columns (item id - 1) of the targets of the selected users.
 
         ``users`` selects by position in file order (a slice or integer array); None means all.
@@ -149,7 +157,7 @@ class EvaluationSet:
         users: slice | Sequence[int] | np.ndarray | None = None,
         policy: HistoryPolicy | str = DEFAULT_HISTORY_POLICY,
     ) -> torch.Tensor:
-        """Build ``exclusion_index`` for the selected users (positions in file order; None means all)."""
+        """Build ``exclusion_index`` for the users at ``users`` (file-order positions; None: all)."""
         histories, targets = self._select(users)
         return exclusion_index(histories, targets, policy)
 
@@ -158,8 +166,8 @@ class EvaluationSet:
 class LeaveOneOutSplit:
     """Leave-one-out split of a ``SequenceDataset``.
 
-    For a user with items ``s[0..n-1]``: ``train`` is ``s[:-2]``; validation ranks ``s[-2]``
-    given ``s[:-2]``; test ranks ``s[-1]`` given ``s[:-1]``, so the test history includes the
+    For a user with items ``s[0..n-1]``, ``train`` is ``s[:-2]``. Validation ranks ``s[-2]``
+    given ``s[:-2]``. Test ranks ``s[-1]`` given ``s[:-1]``, so the test history includes the
     validation item. All arrays are views of the dataset's sequences.
     """
 
@@ -170,7 +178,7 @@ class LeaveOneOutSplit:
 
     @classmethod
     def from_dataset(cls, dataset: SequenceDataset) -> LeaveOneOutSplit:
-        """Split every user of ``dataset``; each has at least 3 items, which the dataset enforces."""
+        """Split every user of ``dataset``; SequenceDataset guarantees at least 3 items each."""
         train = [sequence[:-2] for sequence in dataset.sequences]
         valid_targets = np.array([sequence[-2] for sequence in dataset.sequences], dtype=np.int64)
         test_histories = [sequence[:-1] for sequence in dataset.sequences]
