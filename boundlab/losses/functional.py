@@ -1,0 +1,149 @@
+"""Per-example loss functions on plain tensors, written in target-centred form.
+
+Every softmax-type loss is ℓ = −s+ + log Z = log Σ_{v ∈ Z} exp(s_v − s+); computing it from the
+centred differences s_v − s+ keeps large logits (±1e4) exact in float32. Half-precision inputs are
+computed in float32; float64 inputs stay float64 (the path used when a bound is checked to the
+last digit). Masks select items with ``torch.where`` and never add or subtract a sentinel, so a
+fully masked row gives a finite value and finite gradients in float16 and bfloat16.
+
+Full-row losses take ``scores`` ``(U, N)``; sampled losses take the target score ``(P,)`` and the
+negative scores ``(P, K)`` with an optional ``(P, K)`` keep mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Return the dtype losses are computed in: float64 stays, everything else is float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def masked_logsumexp(values: Tensor, keep: Tensor | None, dim: int = -1) -> Tensor:
+    """log Σ exp(values) over entries where ``keep`` is True; -inf for a row with none kept.
+
+    The masked entries are replaced by the row maximum before ``exp``, and the gradient of an
+    empty row is exactly zero (no inf * 0).
+    """
+    if keep is None:
+        return torch.logsumexp(values, dim=dim)
+    masked = torch.where(keep, values, torch.full_like(values, -math.inf))
+    peak = masked.amax(dim=dim, keepdim=True)
+    safe_peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    shifted = torch.where(keep, values - safe_peak, torch.zeros_like(values))
+    total = torch.where(keep, torch.exp(shifted), torch.zeros_like(values)).sum(dim=dim)
+    nonempty = total > 0
+    log_total = torch.log(torch.where(nonempty, total, torch.ones_like(total)))
+    return torch.where(nonempty, log_total + safe_peak.squeeze(dim), torch.full_like(total, -math.inf))
+
+
+def centred(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Return (scores − s+, s+) in the compute dtype, with s+ = scores[u, targets[u]]."""
+    work = scores.to(compute_dtype(scores.dtype))
+    target_score = work.gather(1, targets[:, None])
+    return work - target_score, target_score.squeeze(1)
+
+
+def _keep_with_target(exclude: Tensor | None, targets: Tensor) -> Tensor | None:
+    if exclude is None:
+        return None
+    keep = ~exclude
+    return keep.scatter(1, targets[:, None], True)
+
+
+def cross_entropy(scores: Tensor, targets: Tensor, *, exclude: Tensor | None = None) -> Tensor:
+    """Full-softmax CE: ℓ = log Σ_v exp(s_v − s+) over all items not in ``exclude`` (target always kept)."""
+    diff, _ = centred(scores, targets)
+    return masked_logsumexp(diff, _keep_with_target(exclude, targets))
+
+
+def cross_entropy_top_n(scores: Tensor, targets: Tensor, n: int, *, exclude: Tensor | None = None) -> Tensor:
+    """CE-n: ℓ = log Σ_{v ∈ top-n} exp(s_v − s+), Z over the n highest-scored items.
+
+    The sum of the n largest values does not depend on how ties are ordered, so only values of
+    ``torch.topk`` are used. If the target ranks below n, it is not part of Z and ℓ can be negative.
+    """
+    diff, _ = centred(scores, targets)
+    keep = _keep_with_target(exclude, targets)
+    if keep is not None:
+        # Excluded items must not be selected; ranking them below every kept item does that
+        # without changing any kept value.
+        floor = torch.full_like(diff, -math.inf)
+        diff = torch.where(keep, diff, floor)
+    n = min(n, diff.shape[1])
+    top = torch.topk(diff, n, dim=1).values
+    return masked_logsumexp(top, torch.isfinite(top))
+
+
+def cross_entropy_eta(scores: Tensor, targets: Tensor, eta: float, *, exclude: Tensor | None = None) -> Tensor:
+    """CE-η: ℓ = log Σ_{v : s_v >= s+ − η|s+|} exp(s_v − s+). η = 0 keeps the items at or above the target."""
+    diff, target_score = centred(scores, targets)
+    keep = diff >= -eta * target_score.abs()[:, None]
+    extra = _keep_with_target(exclude, targets)
+    if extra is not None:
+        keep &= extra
+    return masked_logsumexp(diff, keep)
+
+
+def scaled_sampled_softmax(
+    target_score: Tensor, negative_scores: Tensor, alpha: float, *, keep: Tensor | None = None
+) -> Tensor:
+    """SCE: ℓ = log(1 + α Σ_i exp(s_i − s+)); α = 1 is sampled softmax. Implemented as log α added to each negative logit."""
+    dtype = compute_dtype(target_score.dtype)
+    diff = negative_scores.to(dtype) - target_score.to(dtype)[:, None] + math.log(alpha)
+    zeros = torch.zeros_like(diff[:, :1])
+    full_keep = None if keep is None else torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)
+    return masked_logsumexp(torch.cat([zeros, diff], dim=1), full_keep)
+
+
+def binary_cross_entropy(
+    target_score: Tensor, negative_scores: Tensor, *, beta: float = 1.0, keep: Tensor | None = None
+) -> Tensor:
+    """BCE: ℓ = −β log σ(s+) − Σ_i log(1 − σ(s_i)); β ≠ 1 gives gBCE (Petrov and Macdonald 2023)."""
+    dtype = compute_dtype(target_score.dtype)
+    positive = beta * F.softplus(-target_score.to(dtype))
+    negative = F.softplus(negative_scores.to(dtype))
+    if keep is not None:
+        negative = torch.where(keep, negative, torch.zeros_like(negative))
+    return positive + negative.sum(1)
+
+
+def bayesian_personalized_ranking(
+    target_score: Tensor, negative_scores: Tensor, *, keep: Tensor | None = None
+) -> Tensor:
+    """BPR: ℓ = mean_i −log σ(s+ − s_i) over the kept negatives (0 for a row with none kept)."""
+    dtype = compute_dtype(target_score.dtype)
+    pairwise = F.softplus(negative_scores.to(dtype) - target_score.to(dtype)[:, None])
+    if keep is None:
+        return pairwise.mean(1)
+    kept = keep.sum(1)
+    total = torch.where(keep, pairwise, torch.zeros_like(pairwise)).sum(1)
+    return total / torch.where(kept > 0, kept, torch.ones_like(kept)).to(dtype)
+
+
+def noise_contrastive(
+    target_score: Tensor,
+    negative_scores: Tensor,
+    shift: float,
+    *,
+    keep: Tensor | None = None,
+) -> Tensor:
+    """NCE with shifted logits s' = s − shift: ℓ = −log σ(s'+) − Σ_i log(1 − σ(s'_i)).
+
+    NCE uses shift = c + log(K/N); NEG is the case c = log(N/K), i.e. shift = 0.
+    """
+    dtype = compute_dtype(target_score.dtype)
+    return binary_cross_entropy(
+        target_score.to(dtype) - shift, negative_scores.to(dtype) - shift, keep=keep
+    )
+
+
+def gbce_beta(k: int, n_items: int, t: float) -> float:
+    """gBCE exponent β = α(t(1 − 1/α) + 1/α) with sampling rate α = K/(N − 1) (Petrov and Macdonald 2023)."""
+    rate = k / max(n_items - 1, 1)
+    return rate * (t * (1.0 - 1.0 / rate) + 1.0 / rate)
