@@ -21,6 +21,8 @@ DATA_ENV_VAR = "BOUNDLAB_DATA"
 
 # The preprocessed files that the S3-Rec code (Zhou et al., CIKM 2020) introduced, as
 # redistributed in the salesforce/ICLRec repository under data/.
+# NOTE: the branch name "master" comes from other projects' links into that repository; it was
+# not checked against GitHub itself, so `boundlab data fetch` may need the URL updated.
 _ICLREC_DATA_URL = "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/"
 
 # The last folder searched is ``shared/data`` beside the repository checkout. A checkout placed
