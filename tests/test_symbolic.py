@@ -283,9 +283,9 @@ def test_float_alpha_uses_exact_binary_value() -> None:
 def test_ndcg_threshold_large_denominator() -> None:
     # 0.1 is 3602879701896397/2**55, which sends the comparison to sympy.
     alpha = Fraction(0.1)
-    mpmath.mp.prec = 200
-    level = mpmath.log(1001, 2)
-    expected = int(mpmath.ceil((level - 1) / mpmath.mpf(alpha.numerator) * alpha.denominator))
+    with mpmath.workprec(200):
+        level = mpmath.log(1001, 2)
+        expected = int(mpmath.ceil((level - 1) / mpmath.mpf(alpha.numerator) * alpha.denominator))
     assert ndcg_threshold(1000, 0.1) == expected
 
 
@@ -312,11 +312,12 @@ def test_thresholds_ordering(rank: int, numerator: int, denominator: int) -> Non
 def test_ndcg_threshold_sufficient_and_minimal(rank: int, numerator: int, denominator: int) -> None:
     alpha = Fraction(numerator, denominator)
     xi = ndcg_threshold(rank, alpha)
-    mpmath.mp.prec = 200
-    level = mpmath.log(1 + rank, 2)
-    assert 1 + mpmath.mpf(alpha.numerator) / alpha.denominator * xi >= level
-    if xi > 0:
-        assert 1 + mpmath.mpf(alpha.numerator) / alpha.denominator * (xi - 1) < level
+    with mpmath.workprec(200):
+        level = mpmath.log(1 + rank, 2)
+        step = mpmath.mpf(alpha.numerator) / alpha.denominator
+        assert 1 + step * xi >= level
+        if xi > 0:
+            assert 1 + step * (xi - 1) < level
 
 
 # ----------------------------------------------------------------------------- input validation
