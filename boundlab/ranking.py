@@ -32,8 +32,8 @@ from boundlab._validation import (
 TIE_POLICIES = ("pessimistic", "optimistic", "average")
 
 # Rows per chunk in the dense form are chosen so that one chunk's boolean temporaries stay
-# near this many elements (about 16 MB each).
-_DENSE_CHUNK_ELEMENTS = 1 << 24
+# near this many elements (1 MiB each), small enough to stay in cache.
+_DENSE_CHUNK_ELEMENTS = 1 << 20
 
 
 def target_ranks(
