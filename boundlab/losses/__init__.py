@@ -230,8 +230,9 @@ class Loss:
         if self.name == "ce_eta":
             if scores is None or targets is None:
                 raise ValueError("ce_eta's normaliser support depends on the scores; pass scores and targets")
-            diff, target_score = functional.centred(scores, targets)
-            kept = (diff >= -self.params["eta"] * target_score.abs()[:, None]).sum(1)
+            work = scores.to(functional.compute_dtype(scores.dtype))
+            target_score = work.gather(1, targets[:, None])
+            kept = (work >= target_score - self.params["eta"] * target_score.abs()).sum(1)
             return kept.double() / n_items
         return expected_distinct_items(self.params["sampler"], n_items, self.params["k"]) / n_items
 

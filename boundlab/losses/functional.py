@@ -83,7 +83,9 @@ def cross_entropy_top_n(scores: Tensor, targets: Tensor, n: int, *, exclude: Ten
 def cross_entropy_eta(scores: Tensor, targets: Tensor, eta: float, *, exclude: Tensor | None = None) -> Tensor:
     """CE-η: ℓ = log Σ_{v : s_v >= s+ − η|s+|} exp(s_v − s+). η = 0 keeps the items at or above the target."""
     diff, target_score = centred(scores, targets)
-    keep = diff >= -eta * target_score.abs()[:, None]
+    # Membership uses the literal threshold s+ − η|s+| so boundary items match the definition.
+    threshold = target_score - eta * target_score.abs()
+    keep = scores.to(diff.dtype) >= threshold[:, None]
     extra = _keep_with_target(exclude, targets)
     if extra is not None:
         keep &= extra
