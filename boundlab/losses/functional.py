@@ -2,9 +2,11 @@
 
 Every softmax-type loss is ℓ = −s+ + log Z = log Σ_{v ∈ Z} exp(s_v − s+); computing it from the
 centred differences s_v − s+ keeps large logits (±1e4) exact in float32. Half-precision inputs are
-computed in float32; float64 inputs stay float64 (the path used when a bound is checked to the
-last digit). Masks select items with ``torch.where`` and never add or subtract a sentinel, so a
-fully masked row gives a finite value and finite gradients in float16 and bfloat16.
+computed in float32. Float64 inputs take the path used when a bound is checked to the last
+digit: the full-row losses sum sorted terms with one cumulative sum (``prefix_logsumexp``), so
+CE-n <= CE and CE-η <= CE hold exactly in floating point. Masks select items with
+``torch.where`` and never add or subtract a sentinel, so a fully masked row gives a finite value
+and finite gradients in float16 and bfloat16.
 
 Full-row losses take ``scores`` ``(U, N)``; sampled losses take the target score ``(P,)`` and the
 negative scores ``(P, K)`` with an optional ``(P, K)`` keep mask.
@@ -49,6 +51,33 @@ def centred(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return work - target_score, target_score.squeeze(1)
 
 
+def prefix_logsumexp(diff: Tensor, keep: Tensor | None, counts: Tensor | None) -> Tensor:
+    """log of the sum of the ``counts[u]`` largest kept exp(diff) per row (all kept when None).
+
+    Sums run over the terms sorted in decreasing order with a sequential cumulative sum, so a
+    longer prefix never gives a smaller value, even after rounding. This is the float64 path:
+    CE-n <= CE and CE-η <= CE then hold to the last digit, not only up to rounding.
+    """
+    if keep is None:
+        keep = torch.ones_like(diff, dtype=torch.bool)
+    masked = torch.where(keep, diff, torch.full_like(diff, -math.inf))
+    peak = masked.amax(dim=1, keepdim=True)
+    safe_peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    shifted = torch.where(keep, diff - safe_peak, torch.zeros_like(diff))
+    terms = torch.where(keep, torch.exp(shifted), torch.zeros_like(diff))
+    ordered = torch.sort(terms, dim=1, descending=True).values
+    totals = torch.cumsum(ordered, dim=1)
+    if counts is None:
+        chosen = totals[:, -1]
+    else:
+        index = (counts.clamp(min=1, max=diff.shape[1]) - 1)[:, None]
+        chosen = totals.gather(1, index).squeeze(1)
+        chosen = torch.where(counts > 0, chosen, torch.zeros_like(chosen))
+    nonempty = chosen > 0
+    log_total = torch.log(torch.where(nonempty, chosen, torch.ones_like(chosen)))
+    return torch.where(nonempty, log_total + safe_peak.squeeze(1), torch.full_like(chosen, -math.inf))
+
+
 def _keep_with_target(exclude: Tensor | None, targets: Tensor) -> Tensor | None:
     if exclude is None:
         return None
@@ -59,7 +88,10 @@ def _keep_with_target(exclude: Tensor | None, targets: Tensor) -> Tensor | None:
 def cross_entropy(scores: Tensor, targets: Tensor, *, exclude: Tensor | None = None) -> Tensor:
     """Full-softmax CE: ℓ = log Σ_v exp(s_v − s+) over all items not in ``exclude`` (target always kept)."""
     diff, _ = centred(scores, targets)
-    return masked_logsumexp(diff, _keep_with_target(exclude, targets))
+    keep = _keep_with_target(exclude, targets)
+    if diff.dtype == torch.float64:
+        return prefix_logsumexp(diff, keep, None)
+    return masked_logsumexp(diff, keep)
 
 
 def cross_entropy_top_n(scores: Tensor, targets: Tensor, n: int, *, exclude: Tensor | None = None) -> Tensor:
@@ -70,6 +102,9 @@ def cross_entropy_top_n(scores: Tensor, targets: Tensor, n: int, *, exclude: Ten
     """
     diff, _ = centred(scores, targets)
     keep = _keep_with_target(exclude, targets)
+    if diff.dtype == torch.float64:
+        counts = torch.full_like(targets, n)
+        return prefix_logsumexp(diff, keep, counts)
     if keep is not None:
         # Excluded items must not be selected; ranking them below every kept item does that
         # without changing any kept value.
@@ -89,6 +124,9 @@ def cross_entropy_eta(scores: Tensor, targets: Tensor, eta: float, *, exclude: T
     extra = _keep_with_target(exclude, targets)
     if extra is not None:
         keep &= extra
+    if diff.dtype == torch.float64:
+        # The kept items are exactly the largest ones, a prefix of the sorted order.
+        return prefix_logsumexp(diff, extra, keep.sum(1))
     return masked_logsumexp(diff, keep)
 
 
