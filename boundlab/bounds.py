@@ -41,8 +41,9 @@ FORMS = ("x24", "x02", "binomial")
 def neg_log_metric(ranks: Tensor, metric: str = "ndcg") -> Tensor:
     """−log m(r) in float64: log(log2(1 + r)) for NDCG, log(r) for RR."""
     check_choice("metric", metric, BOUND_METRICS)
-    values = metrics.ndcg(ranks) if metric == "ndcg" else metrics.rr(ranks)
-    return -torch.log(values)
+    # Direct forms, not −log(1/r): log(r) is then bit-identical to the log of an exact sum of r ones.
+    r = metrics.as_rank_tensor(ranks)
+    return torch.log(torch.log2(1.0 + r)) if metric == "ndcg" else torch.log(r)
 
 
 def gap(loss_values: Tensor, ranks: Tensor, metric: str = "ndcg") -> Tensor:

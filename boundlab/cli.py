@@ -12,6 +12,7 @@ import sys
 COMMANDS = (
     "boundlab.commands.demo",
     "boundlab.commands.data",
+    "boundlab.commands.verify",
 )
 
 

@@ -27,33 +27,33 @@ REDUCTIONS = ("none", "mean", "sum")
 
 def ndcg(ranks: Tensor, *, reduction: str = "none") -> Tensor:
     """NDCG(r) = 1 / log2(1 + r). Example: ranks [1, 2, 3, 10] give [1, 0.63093, 0.5, 0.28906]."""
-    r = _check_ranks(ranks)
+    r = as_rank_tensor(ranks)
     return _reduce(1.0 / torch.log2(1.0 + r), reduction)
 
 
 def ndcg_at(ranks: Tensor, k: int, *, reduction: str = "none") -> Tensor:
     """NDCG@k(r) = 1[r <= k] / log2(1 + r). Example: k=2, ranks [1, 2, 3] give [1, 0.63093, 0]."""
-    r = _check_ranks(ranks)
+    r = as_rank_tensor(ranks)
     check_positive_int("k", k)
     return _reduce(torch.where(r <= k, 1.0 / torch.log2(1.0 + r), torch.zeros_like(r)), reduction)
 
 
 def hit_at(ranks: Tensor, k: int, *, reduction: str = "none") -> Tensor:
     """HR@k(r) = 1[r <= k]. Example: k=2, ranks [1, 2, 3] give [1, 1, 0]."""
-    r = _check_ranks(ranks)
+    r = as_rank_tensor(ranks)
     check_positive_int("k", k)
     return _reduce((r <= k).double(), reduction)
 
 
 def rr(ranks: Tensor, *, reduction: str = "none") -> Tensor:
     """RR(r) = 1 / r. Example: ranks [1, 2, 4] give [1, 0.5, 0.25]."""
-    r = _check_ranks(ranks)
+    r = as_rank_tensor(ranks)
     return _reduce(1.0 / r, reduction)
 
 
 def rr_at(ranks: Tensor, k: int, *, reduction: str = "none") -> Tensor:
     """RR@k(r) = 1[r <= k] / r. Example: k=2, ranks [1, 2, 4] give [1, 0.5, 0]."""
-    r = _check_ranks(ranks)
+    r = as_rank_tensor(ranks)
     check_positive_int("k", k)
     return _reduce(torch.where(r <= k, 1.0 / r, torch.zeros_like(r)), reduction)
 
@@ -82,8 +82,8 @@ def expected_metric(
     Example: ranks tied over {1, 2} give NDCG (1 + 0.63093) / 2 = 0.81546.
     """
     check_choice("metric", metric, METRICS)
-    low = _check_ranks(optimistic, name="optimistic")
-    high = _check_ranks(pessimistic, name="pessimistic")
+    low = as_rank_tensor(optimistic, name="optimistic")
+    high = as_rank_tensor(pessimistic, name="pessimistic")
     if low.shape != high.shape:
         raise ValueError(
             f"optimistic has shape {tuple(low.shape)} but pessimistic has {tuple(high.shape)}; they must match"
@@ -117,7 +117,8 @@ def expected_metric(
     return _reduce(total / count, reduction)
 
 
-def _check_ranks(ranks: object, name: str = "ranks") -> Tensor:
+def as_rank_tensor(ranks: object, name: str = "ranks") -> Tensor:
+    """Return ``ranks`` as float64 after checking that every rank is finite and >= 1."""
     ranks = check_tensor(name, ranks)
     if ranks.dtype == torch.bool or ranks.is_complex():
         raise TypeError(f"{name} must be integer or floating ranks, got dtype {ranks.dtype}")
