@@ -205,9 +205,9 @@ def _add_bias(dot: Tensor, item_bias: Tensor | None, item_index: Tensor) -> Tens
 
 
 def _rounding_tolerance(dtype: torch.dtype, dim: int) -> float:
-    # A dot product of length d in any summation order is within gamma_d * sum|x_i y_i| of the
-    # exact value, gamma_d ~ d * unit roundoff (Higham 2002, section 3.1). The factor 4 covers
-    # both evaluations and the bias addition; reduced-precision matmul modes widen the unit.
+    # A floating-point dot product of length d, in any summation order, is within
+    # gamma_d * sum|x_i y_i| of the exact value, where gamma_d is about d unit roundoffs. The factor
+    # 4 covers both evaluations and the bias addition. Reduced-precision matmul modes widen the unit.
     unit = torch.finfo(dtype).eps / 2
     if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
         unit = 2.0**-11

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from boundlab import cli, verification
 from boundlab.losses import functional
 
