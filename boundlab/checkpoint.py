@@ -33,7 +33,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
 
 import boundlab
-from boundlab.data import SequenceDataset
+from boundlab.data import SequenceDataset, limit_users, load_dataset
 from boundlab.models import build_model
 
 logger = logging.getLogger(__name__)
@@ -333,6 +333,35 @@ def check_dataset(
             f"({record.get('path')}), but {dataset.path} has SHA-256 {dataset.sha256}. The file "
             "changed or is another dataset; pass the original file"
         )
+
+
+def load_recorded_dataset(
+    metadata: Mapping[str, Any],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] = "checkpoint",
+) -> SequenceDataset:
+    """Load the dataset a checkpoint was trained on and check it with :func:`check_dataset`.
+
+    The dataset is loaded by its registered name, or from its recorded path, unless ``source``
+    (a name or path) replaces it. The recorded ``limit_users`` slice is applied again.
+    """
+    record = metadata.get("dataset") or {}
+    if source is None:
+        source = record.get("source")
+        if source is None:
+            raise CheckpointError(f"{checkpoint} records no dataset; pass the dataset explicitly")
+        if not record.get("registered") and not Path(source).is_file():
+            raise CheckpointError(
+                f"dataset file {source} recorded in {checkpoint} not found; pass the same file "
+                "from its new location (boundlab evaluate --dataset PATH)"
+            )
+    dataset = load_dataset(source, data_dir)
+    if record.get("limit_users") is not None:
+        dataset = limit_users(dataset, int(record["limit_users"]))
+    check_dataset(metadata, dataset, checkpoint=checkpoint)
+    return dataset
 
 
 def flatten_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -13,6 +13,8 @@ COMMANDS = (
     "boundlab.commands.demo",
     "boundlab.commands.data",
     "boundlab.commands.verify",
+    "boundlab.commands.train",
+    "boundlab.commands.evaluate",
 )
 
 
