@@ -13,6 +13,7 @@ COMMANDS = (
     "boundlab.commands.demo",
     "boundlab.commands.data",
     "boundlab.commands.verify",
+    "boundlab.commands.audit",
     "boundlab.commands.train",
     "boundlab.commands.evaluate",
 )

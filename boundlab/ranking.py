@@ -194,6 +194,19 @@ def embedding_scores(
     return torch.cat(parts) if parts else user_embeddings.new_empty(0, item_embeddings.shape[0])
 
 
+def index_to_mask(index: Tensor, n_items: int) -> Tensor:
+    """Turn a ``(U, L)`` column index padded with negative values into a ``(U, n_items)`` boolean mask."""
+    index = check_tensor("index", index)
+    if index.dim() != 2 or index.dtype == torch.bool or index.is_floating_point():
+        raise ValueError(f"index must be a 2-D integer tensor padded with negative values, got {index.dtype} {tuple(index.shape)}")
+    if index.numel() and int(index.max()) >= n_items:
+        raise ValueError(f"index contains column {int(index.max())}, out of range for {n_items} items")
+    mask = torch.zeros(index.shape[0], n_items, dtype=torch.bool, device=index.device)
+    rows, positions = torch.nonzero(index >= 0, as_tuple=True)
+    mask[rows, index[rows, positions]] = True
+    return mask
+
+
 def _pair_scores(users: Tensor, items: Tensor, item_bias: Tensor | None, item_index: Tensor) -> Tensor:
     # Row-wise sum over the embedding dimension: the reduction order depends only on the
     # dimension, so every chunking yields bit-identical values (see embedding_scores).

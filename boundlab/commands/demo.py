@@ -15,7 +15,7 @@ import torch
 
 from boundlab import bounds, losses, metrics
 from boundlab.data import DEFAULT_HISTORY_POLICY, HistoryPolicy, leave_one_out, load_dataset
-from boundlab.ranking import target_ranks
+from boundlab.ranking import index_to_mask, target_ranks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,14 +40,6 @@ def popularity_scores(train: list[np.ndarray], n_items: int) -> torch.Tensor:
     """Return ``(n_items,)`` float64 training counts, item v in column v − 1."""
     counts = np.bincount(np.concatenate(train) - 1, minlength=n_items) if train else np.zeros(n_items)
     return torch.from_numpy(counts.astype(np.float64))
-
-
-def exclusion_mask_from_index(index: torch.Tensor, n_items: int) -> torch.Tensor:
-    """Turn a ``(B, L)`` column index padded with negative values into a ``(B, n_items)`` mask."""
-    mask = torch.zeros(index.shape[0], n_items, dtype=torch.bool)
-    rows, positions = torch.nonzero(index >= 0, as_tuple=True)
-    mask[rows, index[rows, positions]] = True
-    return mask
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     logits = torch.log1p(popularity_scores(split.train, split.n_items))
     ce = torch.cat([
         losses.get("ce")(
-            logits.expand(len(chunk), -1), targets[chunk], exclude=exclusion_mask_from_index(exclude[chunk], split.n_items)
+            logits.expand(len(chunk), -1), targets[chunk], exclude=index_to_mask(exclude[chunk], split.n_items)
         )
         for chunk in torch.arange(split.n_users).split(2048)
     ])
