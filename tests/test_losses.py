@@ -346,3 +346,13 @@ def test_infinite_scores_are_rejected_by_losses():
 def test_exclude_must_be_boolean_mask():
     with pytest.raises(ValueError, match="boolean mask of shape"):
         losses.get("ce")(torch.zeros(1, 3), torch.tensor([0]), exclude=torch.tensor([[1]]))
+
+
+def test_fused_ce_training_path_matches_centred_form():
+    generator = torch.Generator().manual_seed(20)
+    hidden = torch.randn(31, 12, generator=generator) * 3
+    items = torch.randn(257, 12, generator=generator) * 3
+    targets = torch.randint(0, 257, (31,), generator=generator)
+    fused = losses.get("ce").from_embeddings(hidden, items, targets)
+    centred = losses.get("ce")(hidden.double() @ items.double().T, targets)
+    assert torch.allclose(fused.double(), centred, rtol=1e-5, atol=1e-5)
