@@ -1,9 +1,10 @@
 """Checkpoints as a safetensors weights file plus a JSON metadata file, written atomically.
 
 A checkpoint named ``best`` in a run folder is the pair ``best.safetensors`` and ``best.json``.
-The JSON file records how to rebuild the model (registry name and config), the dataset it was
-trained on (name, path, SHA-256, item count) and the SHA-256 of the weights file, so a loader
-can detect a truncated or replaced weights file and a model paired with the wrong dataset.
+The JSON file records how to rebuild the model (registry name and config) and the dataset it was
+trained on (name, path, SHA-256, item count). It also records the SHA-256 of the weights file. A
+loader can therefore detect a truncated or replaced weights file and a model paired with the
+wrong dataset.
 
 A training-state checkpoint (``last``) also stores the optimizer state, flattened into tensors
 named ``optimizer/<param index>/<key>`` with its scalars in the JSON file, and the random
@@ -131,7 +132,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``<folder>/<name>.safetensors`` and ``<name>.json`` atomically; return the JSON path.
 
-    Without ``optimizer`` and ``rng_states`` the weights file holds the model's ``state_dict``
+    Without ``optimizer`` and ``rng_states`` the weights file contains the model's ``state_dict``
     under its own keys. With either, it is a training-state file (see the module docstring).
     ``metadata`` must be JSON-serialisable. Format, version, git commit, time and the weights'
     SHA-256 are added to it.
@@ -420,7 +421,7 @@ def load_training_state(
     metadata = read_metadata(metadata_path)
     if not metadata.get("training_state") or "optimizer" not in metadata:
         raise CheckpointError(
-            f"{metadata_path} holds model weights only, not a training state; resume needs the "
+            f"{metadata_path} contains model weights only, not a training state; resume needs the "
             "run folder's last.json and last.safetensors"
         )
     tensors = read_tensors(weights_path, metadata.get("weights_sha256"))

@@ -48,7 +48,7 @@ def left_pad(sequences: Sequence[np.ndarray], max_len: int) -> np.ndarray:
     flat = np.concatenate([np.asarray(sequence, dtype=np.int64) for sequence in sequences])
     ends = np.cumsum(lengths)
 
-    # Column c of row u holds item number lengths[u] - max_len + c of that row, if it exists.
+    # Column c of row u contains item number lengths[u] - max_len + c of that row, if it exists.
     offsets = lengths[:, None] - max_len + np.arange(max_len)[None, :]
     present = offsets >= 0
     source = np.where(present, ends[:, None] - lengths[:, None] + offsets, 0)

@@ -1,21 +1,22 @@
 """``boundlab train``: train a sequential recommender with any registered loss.
 
-The run folder (``--out``) receives ``config.json``, ``log.jsonl`` (one JSON object per line:
-epochs, validation metrics and events), ``best.safetensors`` and ``best.json`` (the epoch with
-the highest validation NDCG@10, with its test metrics), and ``last.safetensors`` and
-``last.json`` (the full state that ``--resume`` continues from).
+Files in the run folder (``--out``):
+
+  config.json                        the settings of the run
+  log.jsonl                          one JSON object per line: epochs, validation metrics, events
+  best.safetensors, best.json        the epoch with the highest validation NDCG@10, with its test metrics
+  last.safetensors, last.json        the full state that --resume continues from
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from boundlab.checkpoint import CheckpointError
+from boundlab.checkpoint import CheckpointError, read_metadata
 from boundlab.data import DatasetError, HistoryPolicy
 from boundlab.evaluation import metrics_table
 from boundlab.models import MODEL_CONFIGS
@@ -103,22 +104,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """Turn parsed options into a TrainConfig; with ``--resume``, unset options come from the run folder."""
-    given = {
+    options = {
         field.name: getattr(args, field.name)
         for field in dataclasses.fields(TrainConfig)
         if getattr(args, field.name, None) is not None
     }
-    if not given.get("resume"):
-        return TrainConfig(**given)
+    if not options.get("resume"):
+        return TrainConfig(**options)
 
-    out = Path(given["out"]) if "out" in given else default_run_folder(TrainConfig(**given))
+    out = Path(options["out"]) if "out" in options else default_run_folder(TrainConfig(**options))
     stored_path = out / f"{LAST}.json"
     if not stored_path.is_file():
         raise TrainingError(
             f"cannot resume: {stored_path} not found; pass the --out folder of the interrupted run"
         )
-    stored: dict[str, Any] = json.loads(stored_path.read_text(encoding="utf-8"))["train_config"]
-    return TrainConfig.from_dict({**stored, **given, "out": str(out)})
+    stored: dict[str, Any] = read_metadata(stored_path)["train_config"]
+    return TrainConfig.from_dict({**stored, **options, "out": str(out)})
 
 
 def run_train(args: argparse.Namespace) -> int:

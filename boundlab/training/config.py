@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from boundlab import losses
-from boundlab.data import DEFAULT_HISTORY_POLICY, HistoryPolicy
+from boundlab.data import DEFAULT_HISTORY_POLICY, REGISTRY, HistoryPolicy
 from boundlab.models import MODEL_CONFIGS
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ class TrainConfig:
         self.loss = losses.get(self.loss).spec
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"dataset must be a registered name or a file path, got {self.dataset!r}")
+        # An absolute path keeps the stored config usable from another working directory.
+        if self.dataset.lower() not in REGISTRY and Path(self.dataset).expanduser().is_file():
+            self.dataset = str(Path(self.dataset).expanduser().resolve())
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-ready dict."""

@@ -43,7 +43,7 @@ def build_training_examples(sequences: Sequence[np.ndarray], max_len: int) -> Tr
     """Build the every-position examples of the module docstring from the training sequences."""
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
     users = np.flatnonzero(lengths >= 2)
-    kept = [np.asarray(sequences[user], dtype=np.int64) for user in users.tolist()]
-    inputs = left_pad([sequence[:-1] for sequence in kept], max_len)
-    targets = left_pad([sequence[1:] for sequence in kept], max_len)
+    trainable = [np.asarray(sequences[user], dtype=np.int64) for user in users.tolist()]
+    inputs = left_pad([sequence[:-1] for sequence in trainable], max_len)
+    targets = left_pad([sequence[1:] for sequence in trainable], max_len)
     return TrainingExamples(inputs=inputs, targets=targets, users=users)

@@ -9,7 +9,7 @@ many random numbers the loss consumed.
 Every ``eval_every`` epochs (and after the final epoch) validation NDCG@10 decides whether the
 model becomes the new ``best`` checkpoint. After ``patience`` evaluations without improvement
 training stops early. At the end the best checkpoint is evaluated on the test split. The
-``last`` checkpoint, written after every epoch, holds the full state needed to resume. On the
+``last`` checkpoint, written after every epoch, contains the full state needed to resume. On the
 CPU a resumed run reproduces the uninterrupted run exactly.
 """
 
