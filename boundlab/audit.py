@@ -331,7 +331,7 @@ def _summarise(
     rows = []
     for loss in specs:
         values = draws[loss.spec]
-        in_domain = torch.from_numpy(per_user[f"{loss.spec}:in_domain"].to_numpy())
+        in_domain = torch.from_numpy(per_user[f"{loss.spec}:in_domain"].to_numpy().copy())
         for metric in bound_metrics:
             tight = bounds.tightness(values, ranks, metric)
             cover = bounds.coverage(values, ranks, metric)

@@ -14,6 +14,7 @@ COMMANDS = (
     "boundlab.commands.data",
     "boundlab.commands.verify",
     "boundlab.commands.audit",
+    "boundlab.commands.reproduce",
     "boundlab.commands.train",
     "boundlab.commands.evaluate",
 )
