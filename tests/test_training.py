@@ -426,3 +426,30 @@ def test_evaluate_cli_reports_truncated_weights(tiny_dataset: Path, tmp_path: Pa
     printed = capsys.readouterr().out
     assert status == 1
     assert str(weights) in printed
+
+
+def test_grouped_forward_equals_padded_forward():
+    from boundlab.models import build_model
+    from boundlab.training.loop import forward_examples
+
+    generator = torch.Generator().manual_seed(5)
+    lengths = [17, 1, 40, 3, 8, 9, 7, 15, 33]
+    inputs = torch.zeros(len(lengths), 40, dtype=torch.long)
+    targets = torch.zeros_like(inputs)
+    for row, length in enumerate(lengths):
+        items = torch.randint(1, 30, (length + 1,), generator=generator)
+        inputs[row, -length:] = items[:-1]
+        targets[row, -length:] = items[1:]
+    torch.manual_seed(0)
+    model = build_model("sasrec", {"n_items": 29, "max_len": 40}).eval()
+    with torch.no_grad():
+        padded = model(inputs)
+        grouped, columns = forward_examples(model, inputs, targets)
+
+    # Groups of width 8, 16, 32 and 40, each in row order.
+    group_of = [next(i for i, width in enumerate((8, 16, 32, 40)) if length <= width) for length in lengths]
+    order = sorted(range(len(lengths)), key=lambda row: (group_of[row], row))
+    expected = torch.cat([padded[row][targets[row] != 0] for row in order])
+    expected_columns = torch.cat([targets[row][targets[row] != 0] - 1 for row in order])
+    assert torch.equal(columns, expected_columns)
+    assert torch.allclose(grouped, expected, atol=1e-5)

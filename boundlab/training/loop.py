@@ -224,16 +224,12 @@ def train_epoch(
     bar = tqdm(batches, desc=description, leave=False, disable=not progress, unit="batch")
     for start in bar:
         index = order[start : start + batch_size]
-        batch_targets = targets[index]
-        with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
-            hidden = model(inputs[index])
+        hidden, columns = forward_examples(model, inputs[index], targets[index], bf16=bf16)
 
-        # Only positions with a next item are examples. The loss runs in float32 even under
-        # bf16 autocast, because a bfloat16 softmax over the catalogue loses the small terms.
-        is_example = batch_targets != 0
-        columns = batch_targets[is_example] - 1
+        # The loss runs in float32 even under bf16 autocast, because a bfloat16 softmax over
+        # the catalogue loses the small terms.
         value = loss.from_embeddings(
-            hidden[is_example].float(),
+            hidden.float(),
             model.candidate_embeddings().float(),
             columns,
             generator=sampler_generator,
@@ -249,6 +245,41 @@ def train_epoch(
         n_positions += count
     bar.close()
     return float(total) / max(n_positions, 1)
+
+
+# Rows are run through the model at the smallest of these widths that holds their real items.
+# Most training sequences are short (Beauty: 5.7 positions on average), so this skips most of the
+# left padding that a (batch, max_len) forward pass would compute.
+GROUP_WIDTHS = (8, 16, 32)
+
+
+def forward_examples(
+    model: nn.Module, inputs: Tensor, targets: Tensor, *, bf16: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Return hidden states ``(P, d)`` and 0-based target columns ``(P,)`` of every non-padding position.
+
+    Rows are grouped by length and each group is cut to its width before the forward pass.
+    Because the models' outputs do not depend on left padding, this equals one forward pass over
+    the full ``(B, L)`` batch (dropout draws aside) at a fraction of the cost.
+    """
+    lengths = (targets != 0).sum(1)
+    hidden_parts, column_parts = [], []
+    lower = 0
+    for width in (*[w for w in GROUP_WIDTHS if w < inputs.shape[1]], inputs.shape[1]):
+        rows = torch.nonzero((lengths > lower) & (lengths <= width)).squeeze(1)
+        lower = width
+        if rows.numel() == 0:
+            continue
+        group_inputs = inputs[rows, -width:]
+        group_targets = targets[rows, -width:]
+        with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = model(group_inputs)
+        is_example = group_targets != 0
+        hidden_parts.append(hidden[is_example])
+        column_parts.append(group_targets[is_example] - 1)
+    if not hidden_parts:
+        raise TrainingError("the batch has no training position; every row is padding")
+    return torch.cat(hidden_parts), torch.cat(column_parts)
 
 
 def load_training_dataset(config: TrainConfig) -> SequenceDataset:
