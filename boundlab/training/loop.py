@@ -182,17 +182,26 @@ def train(config: TrainConfig, *, on_epoch_end: EpochCallback | None = None) -> 
         valid_inputs = prepare_evaluation(split.valid, config.max_len, config.history)
         show_progress = not config.quiet and sys.stderr.isatty()
 
+        run = _Run(
+            config=config,
+            run_dir=run_dir,
+            model=model,
+            loss=loss,
+            optimizer=optimizer,
+            shuffle_generator=shuffle_generator,
+            sampler_generator=sampler_generator,
+            use_bf16=use_bf16,
+            base_metadata=base_metadata,
+            run_log=run_log,
+            show_progress=show_progress,
+        )
         try:
-            _run_epochs(
-                config, model, loss, optimizer, inputs, targets, valid_inputs,
-                shuffle_generator, sampler_generator, use_bf16, state, base_metadata,
-                run_dir, run_log, show_progress, on_epoch_end,
-            )
+            _run_epochs(run, state, inputs, targets, valid_inputs, on_epoch_end)
         except BaseException as error:
             run_log.write("interrupted", epoch=state.epoch, error=f"{type(error).__name__}: {error}")
             raise
 
-        return _finish(config, model, split, state, run_dir, run_log)
+        return _finish(run, split, state)
 
 
 def train_epoch(
@@ -305,40 +314,48 @@ def dataset_record(config: TrainConfig, dataset: SequenceDataset) -> dict[str, A
     }
 
 
+@dataclass
+class _Run:
+    """The objects that every epoch of one :func:`train` call uses."""
+
+    config: TrainConfig
+    run_dir: Path
+    model: nn.Module
+    loss: losses.Loss
+    optimizer: torch.optim.Optimizer
+    shuffle_generator: torch.Generator
+    sampler_generator: torch.Generator
+    use_bf16: bool
+    base_metadata: dict[str, Any]
+    run_log: RunLog
+    show_progress: bool
+
+
 def _run_epochs(
-    config: TrainConfig,
-    model: nn.Module,
-    loss: losses.Loss,
-    optimizer: torch.optim.Optimizer,
+    run: _Run,
+    state: TrainingState,
     inputs: Tensor,
     targets: Tensor,
     valid_inputs: EvaluationInputs,
-    shuffle_generator: torch.Generator,
-    sampler_generator: torch.Generator,
-    use_bf16: bool,
-    state: TrainingState,
-    base_metadata: dict[str, Any],
-    run_dir: Path,
-    run_log: RunLog,
-    show_progress: bool,
     on_epoch_end: EpochCallback | None,
 ) -> None:
+    config = run.config
     if state.stopped_early:
-        logger.info("the run in %s already stopped early at epoch %d", run_dir, state.epoch)
+        logger.info("the run in %s already stopped early at epoch %d", run.run_dir, state.epoch)
         return
 
     epochs_bar = tqdm(
-        total=config.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not show_progress
+        total=config.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not run.show_progress
     )
     for epoch in range(state.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         train_loss = train_epoch(
-            model, loss, optimizer, inputs, targets,
+            run.model, run.loss, run.optimizer, inputs, targets,
             batch_size=config.batch_size,
-            shuffle_generator=shuffle_generator,
-            sampler_generator=sampler_generator,
-            bf16=use_bf16,
-            progress=show_progress,
+            shuffle_generator=run.shuffle_generator,
+            sampler_generator=run.sampler_generator,
+            bf16=run.use_bf16,
+            progress=run.show_progress,
             description=f"epoch {epoch}",
         )
         train_seconds = time.perf_counter() - started
@@ -351,43 +368,11 @@ def _run_epochs(
 
         improved = False
         if epoch % config.eval_every == 0 or epoch == config.epochs:
-            evaluated = time.perf_counter()
-            result = evaluate(model, valid_inputs, batch_size=config.eval_batch_size)
-            record["valid"] = result.metrics
-            record["eval_seconds"] = round(time.perf_counter() - evaluated, 3)
-            value = result.metrics[SELECTION_METRIC]
-            if state.best_metric is None or value > state.best_metric:
-                improved = True
-                state.best_metric = value
-                state.best_epoch = epoch
-                state.best_valid = result.to_dict()
-                state.bad_evaluations = 0
-            else:
-                state.bad_evaluations += 1
-            if config.patience and state.bad_evaluations >= config.patience:
-                state.stopped_early = True
-
+            improved = _validate(run, state, valid_inputs, epoch, record)
         state.epoch = epoch
         state.training_seconds += time.perf_counter() - started
-        if improved:
-            save_checkpoint(
-                run_dir, BEST, model,
-                {**base_metadata, "kind": BEST, "epoch": epoch, "valid_metrics": state.best_valid,
-                 "test_metrics": None, "training_seconds": state.training_seconds},
-            )
-        save_checkpoint(
-            run_dir, LAST, model,
-            {**base_metadata, "kind": LAST, "epoch": epoch, "state": state.to_dict(),
-             "rng_devices": {"sampler": sampler_generator.device.type},
-             "valid_metrics": record.get("valid"), "test_metrics": None,
-             "training_seconds": state.training_seconds},
-            optimizer=optimizer,
-            rng_states=_capture_rng(shuffle_generator, sampler_generator),
-        )
+        _save_epoch(run, state, epoch, record, improved)
 
-        run_log.write("epoch", **record)
-        if improved:
-            run_log.write("best", epoch=epoch, metric=SELECTION_METRIC, value=state.best_metric)
         message = f"epoch {epoch}: train loss {train_loss:.4f} in {train_seconds:.1f} s"
         if "valid" in record:
             message += f"; valid {format_metrics(record['valid'], ('NDCG@10', 'HR@10'))}"
@@ -396,9 +381,7 @@ def _run_epochs(
         epochs_bar.set_postfix(loss=f"{train_loss:.4f}", best=f"{state.best_metric or 0.0:.4f}")
 
         if state.stopped_early:
-            run_log.write(
-                "early_stop", epoch=epoch, best_epoch=state.best_epoch, patience=config.patience
-            )
+            run.run_log.write("early_stop", epoch=epoch, best_epoch=state.best_epoch, patience=config.patience)
             logger.info(
                 "early stop at epoch %d: no better validation %s in %d evaluations (best epoch %d)",
                 epoch, SELECTION_METRIC, config.patience, state.best_epoch,
@@ -410,24 +393,67 @@ def _run_epochs(
     epochs_bar.close()
 
 
-def _finish(
-    config: TrainConfig,
-    model: nn.Module,
-    split: LeaveOneOutSplit,
-    state: TrainingState,
-    run_dir: Path,
-    run_log: RunLog,
-) -> TrainResult:
-    """Load the best weights, evaluate them on the test split and record the result."""
-    weights_path, metadata_path = checkpoint_paths(run_dir / BEST)
-    best_metadata = read_metadata(metadata_path)
-    load_model_tensors(model, read_tensors(weights_path, best_metadata["weights_sha256"]), weights_path)
+def _validate(
+    run: _Run, state: TrainingState, valid_inputs: EvaluationInputs, epoch: int, record: dict[str, Any]
+) -> bool:
+    """Evaluate the validation split into ``record``, update the best and patience counters.
 
-    test_inputs = prepare_evaluation(split.test, config.max_len, config.history)
-    test: EvaluationResult = evaluate(model, test_inputs, batch_size=config.eval_batch_size)
+    Returns whether this epoch is the new best.
+    """
+    started = time.perf_counter()
+    result = evaluate(run.model, valid_inputs, batch_size=run.config.eval_batch_size)
+    record["valid"] = result.metrics
+    record["eval_seconds"] = round(time.perf_counter() - started, 3)
+
+    value = result.metrics[SELECTION_METRIC]
+    improved = state.best_metric is None or value > state.best_metric
+    if improved:
+        state.best_metric = value
+        state.best_epoch = epoch
+        state.best_valid = result.to_dict()
+        state.bad_evaluations = 0
+    else:
+        state.bad_evaluations += 1
+    if run.config.patience and state.bad_evaluations >= run.config.patience:
+        state.stopped_early = True
+    return improved
+
+
+def _save_epoch(run: _Run, state: TrainingState, epoch: int, record: dict[str, Any], improved: bool) -> None:
+    """Write the best checkpoint (when improved), the resume state and the epoch's log lines."""
+    if improved:
+        save_checkpoint(
+            run.run_dir, BEST, run.model,
+            {**run.base_metadata, "kind": BEST, "epoch": epoch, "valid_metrics": state.best_valid,
+             "test_metrics": None, "training_seconds": state.training_seconds},
+        )
+    save_checkpoint(
+        run.run_dir, LAST, run.model,
+        {**run.base_metadata, "kind": LAST, "epoch": epoch, "state": state.to_dict(),
+         "rng_devices": {"sampler": run.sampler_generator.device.type},
+         "valid_metrics": record.get("valid"), "test_metrics": None,
+         "training_seconds": state.training_seconds},
+        optimizer=run.optimizer,
+        rng_states=_capture_rng(run.shuffle_generator, run.sampler_generator),
+    )
+
+    # The log is written after the checkpoints, so it never reports an epoch that cannot be resumed.
+    run.run_log.write("epoch", **record)
+    if improved:
+        run.run_log.write("best", epoch=epoch, metric=SELECTION_METRIC, value=state.best_metric)
+
+
+def _finish(run: _Run, split: LeaveOneOutSplit, state: TrainingState) -> TrainResult:
+    """Load the best weights, evaluate them on the test split and record the result."""
+    weights_path, metadata_path = checkpoint_paths(run.run_dir / BEST)
+    best_metadata = read_metadata(metadata_path)
+    load_model_tensors(run.model, read_tensors(weights_path, best_metadata["weights_sha256"]), weights_path)
+
+    test_inputs = prepare_evaluation(split.test, run.config.max_len, run.config.history)
+    test: EvaluationResult = evaluate(run.model, test_inputs, batch_size=run.config.eval_batch_size)
     update_metadata(metadata_path, test_metrics=test.to_dict())
 
-    run_log.write(
+    run.run_log.write(
         "end",
         best_epoch=state.best_epoch,
         last_epoch=state.epoch,
@@ -441,7 +467,7 @@ def _finish(
         state.best_epoch, format_metrics(test.metrics), metadata_path,
     )
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=run.run_dir,
         best_epoch=state.best_epoch,
         last_epoch=state.epoch,
         stopped_early=state.stopped_early,
