@@ -102,6 +102,7 @@ class ReproduceResult:
     report: Path
     files: list[Path]
     violations: int
+    missing: list[str] = field(default_factory=list)
 
 
 def reproduce(
@@ -121,8 +122,13 @@ def reproduce(
     start = time.perf_counter()
 
     folders = _checkpoint_folders(preset, out_dir, train, checkpoints, data_dir, device)
+    missing = [run.name for run in preset.runs if run.name not in folders]
+    for name in missing:
+        logger.warning("no checkpoint for run %s; it is left out of the report", name)
     metric_rows, summaries, per_user = [], [], {}
     for run in preset.runs:
+        if run.name not in folders:
+            continue
         folder = folders[run.name]
         logger.info("auditing %s (%s)", run.name, folder)
         result = audit_checkpoint(
@@ -153,8 +159,8 @@ def reproduce(
         files.append(_write_csv(fidelity, out_dir / "fidelity.csv"))
     files += write_figures(per_user, out_dir / "figures")
     report = write_report(preset, metrics_table, audit_summary, fidelity, per_user, out_dir, files,
-                          seconds=time.perf_counter() - start, train=train, seed=seed)
-    return ReproduceResult(metrics_table, audit_summary, fidelity, report, files, violations)
+                          seconds=time.perf_counter() - start, train=train, seed=seed, missing=missing)
+    return ReproduceResult(metrics_table, audit_summary, fidelity, report, files, violations, missing)
 
 
 def _checkpoint_folders(
@@ -178,11 +184,11 @@ def _checkpoint_folders(
         return folders
 
     base = Path(checkpoints) if checkpoints else (REPOSITORY / preset.checkpoints if preset.checkpoints else CHECKPOINT_DIR)
-    folders = {run.name: base / run.name for run in preset.runs}
-    missing = [name for name, folder in folders.items() if not (folder / "best.json").is_file()]
-    if missing:
+    folders = {run.name: base / run.name for run in preset.runs if (base / run.name / "best.json").is_file()}
+    if not folders:
         raise FileNotFoundError(
-            f"no checkpoint for run(s) {', '.join(missing)} under {base}; train them with "
+            f"no checkpoint of preset {preset.name!r} found under {base} (expected "
+            f"{', '.join(run.name for run in preset.runs)}); train them with "
             f"'boundlab reproduce --preset {preset.name} --train' or pass --checkpoints DIR"
         )
     return folders
@@ -200,9 +206,11 @@ def fidelity_checks(metrics_table: pd.DataFrame) -> pd.DataFrame:
         ("sampled softmax (K=500) below SCE", by_loss.get("ssm", math.nan), by_loss.get("sce", math.nan),
          by_loss.get("ssm", math.nan) < by_loss.get("sce", math.nan)),
     ]
-    return pd.DataFrame(
-        [{"check": name, "value": value, "threshold": threshold, "met": bool(met)} for name, value, threshold, met in checks]
-    )
+    rows = []
+    for name, value, threshold, met in checks:
+        status = "no checkpoint" if math.isnan(value) or math.isnan(threshold) else ("met" if met else "missed")
+        rows.append({"check": name, "value": value, "threshold": threshold, "status": status})
+    return pd.DataFrame(rows)
 
 
 def _loss_family(spec: str | None) -> str:
@@ -286,6 +294,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
 def write_report(
     preset: Preset, metrics_table: pd.DataFrame, audit_summary: pd.DataFrame, fidelity: pd.DataFrame,
     results: dict[str, AuditResult], out_dir: Path, files: Sequence[Path], *, seconds: float, train: bool, seed: int,
+    missing: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md``: test metrics beside the published numbers, audit summaries, fidelity, figures."""
     lines = [f"# boundlab reproduce: preset `{preset.name}`", ""]
@@ -297,6 +306,11 @@ def write_report(
         "Ranks are pessimistic (ties count against the target) over the full catalogue; the user's previously seen "
         "items are excluded unless the checkpoint records another history policy.",
         "",
+    ]
+    if missing:
+        lines += [f"**Not included:** no checkpoint was found for {', '.join(f'`{name}`' for name in missing)}; "
+                  f"train them with `boundlab reproduce --preset {preset.name} --train`.", ""]
+    lines += [
         "## Test metrics",
         "",
         _markdown(metrics_table[["run", "loss", "epoch", "users", *METRIC_COLUMNS]]),

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         columns = ["run", "surrogate", "mean_loss", "mean_gap", "relative_gap", "coverage", "coverage_se",
                    "mean_x24_bound", "mean_binomial_bound", "deterministic_violations"]
         print(summary[columns].to_string(index=False))
+    if result.missing:
+        print(f"\nleft out (no checkpoint): {', '.join(result.missing)}")
     print(f"\ndeterministic-bound violations: {result.violations}")
     print(f"report: {result.report}")
     print(f"done in {time.perf_counter() - start:.1f} s")
