@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from boundlab import __version__, bounds, losses, metrics
-from boundlab._validation import check_positive_int
-from boundlab.losses import Loss
+from boundlab._validation import check_all_finite, check_positive_int, check_scores
+from boundlab.losses import Loss, functional
 from boundlab.ranking import index_to_mask, target_ranks
 
 logger = logging.getLogger(__name__)
@@ -269,6 +269,8 @@ def _audit_chunk(
         exclude_index = exclude_index.cpu()
         mask = exclude_index if exclude_index.dtype == torch.bool else index_to_mask(exclude_index, n_items)
 
+    check_scores("scores", scores)
+    check_all_finite("scores", scores)
     rank = target_ranks(scores, targets, exclude=mask)
     optimistic = target_ranks(scores, targets, exclude=mask, ties="optimistic")
     columns: dict[str, Any] = {
@@ -286,8 +288,12 @@ def _audit_chunk(
         columns[f"neg_log_{metric}"] = bounds.neg_log_metric(rank, metric).numpy()
 
     chunk_draws = {}
+    table = _SharedPrefixTable(scores, targets, mask)
     for loss in specs:
-        values = _loss_draws(loss, scores, targets, mask, generators[loss.spec], draws)
+        if loss.name in DETERMINISTIC_BOUNDS:
+            values = table.values(loss)[:, None]
+        else:
+            values = _loss_draws(loss, scores, targets, mask, generators[loss.spec], draws)
         chunk_draws[loss.spec] = values
         columns[f"{loss.spec}:loss"] = values.mean(1).numpy()
         support = loss.normaliser_support(n_items, scores, targets)
@@ -312,12 +318,36 @@ def _audit_chunk(
     return pd.DataFrame(columns), chunk_draws
 
 
+class _SharedPrefixTable:
+    """One sorted prefix-sum table per chunk, shared by CE, CE-n and CE-η (each would sort again).
+
+    The values equal the losses' own float64 path, which builds the same table.
+    """
+
+    def __init__(self, scores: Tensor, targets: Tensor, mask: Tensor | None) -> None:
+        self.scores, self.targets = scores, targets
+        self.keep = None if mask is None else (~mask).scatter(1, targets[:, None], True)
+        self._table: tuple[Tensor, Tensor] | None = None
+
+    def values(self, loss: Loss) -> Tensor:
+        if self._table is None:
+            diff, _ = functional.centred(self.scores, self.targets)
+            self._table = functional.prefix_table(diff, self.keep)
+        totals, peak = self._table
+        if loss.name == "ce":
+            return functional.log_prefix(totals, peak, None)
+        if loss.name == "ce_top":
+            return functional.log_prefix(totals, peak, torch.full_like(self.targets, loss.params["n"]))
+        counts = functional.eta_counts(self.scores, self.targets, loss.params["eta"], self.keep)
+        return functional.log_prefix(totals, peak, counts)
+
+
 def _loss_draws(
     loss: Loss, scores: Tensor, targets: Tensor, mask: Tensor | None, generator: torch.Generator, draws: int
 ) -> Tensor:
     if not loss.is_sampled:
-        return loss(scores, targets, exclude=mask)[:, None]
-    return torch.stack([loss(scores, targets, generator, exclude=mask) for _ in range(draws)], dim=1)
+        return loss(scores, targets, exclude=mask, validate=False)[:, None]
+    return torch.stack([loss(scores, targets, generator, exclude=mask, validate=False) for _ in range(draws)], dim=1)
 
 
 def _summarise(

@@ -147,18 +147,21 @@ class Loss:
         exclude: Tensor | None = None,
         negatives: NegativeSample | None = None,
         reduction: str = "none",
+        validate: bool = True,
     ) -> Tensor:
         """Return the loss of each row of ``scores`` ``(U, N)`` for its target column.
 
         ``exclude`` is a ``(U, N)`` boolean mask of items removed from the normalizing term (a
         row's target is never removed). Sampled losses draw negatives from the row's catalogue
         with ``generator`` unless ``negatives`` is given; excluded draws are dropped.
+        ``validate=False`` skips the input checks, for callers that checked the same scores already.
         """
-        scores = check_scores("scores", scores)
-        check_all_finite("scores", scores)
-        targets = check_index_vector("targets", targets, scores.shape[0], scores.shape[1]).to(scores.device)
-        exclude = _check_exclude_mask(exclude, scores.shape)
-        check_choice("reduction", reduction, REDUCTIONS)
+        if validate:
+            scores = check_scores("scores", scores)
+            check_all_finite("scores", scores)
+            targets = check_index_vector("targets", targets, scores.shape[0], scores.shape[1]).to(scores.device)
+            exclude = _check_exclude_mask(exclude, scores.shape)
+            check_choice("reduction", reduction, REDUCTIONS)
 
         if not self.is_sampled:
             values = self.definition.full(scores, targets, exclude=exclude, **self.params)

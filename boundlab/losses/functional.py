@@ -59,12 +59,11 @@ def centred(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return work - target_score, target_score.squeeze(1)
 
 
-def prefix_logsumexp(diff: Tensor, keep: Tensor | None, counts: Tensor | None) -> Tensor:
-    """log of the sum of the ``counts[u]`` largest kept exp(diff) per row (all kept when None).
+def prefix_table(diff: Tensor, keep: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Sorted cumulative sums of the kept exp(diff − peak) per row, and the row peak.
 
-    Sums run over the terms sorted in decreasing order with a sequential cumulative sum, so a
-    longer prefix never gives a smaller value, even after rounding. This is the float64 path:
-    CE-n <= CE and CE-η <= CE then hold to the last digit, not only up to rounding.
+    The terms are sorted in decreasing order and summed with one sequential cumulative sum, so a
+    longer prefix never gives a smaller value, even after rounding.
     """
     if keep is None:
         keep = torch.ones_like(diff, dtype=torch.bool)
@@ -74,16 +73,40 @@ def prefix_logsumexp(diff: Tensor, keep: Tensor | None, counts: Tensor | None) -
     shifted = torch.where(keep, diff - safe_peak, torch.zeros_like(diff))
     terms = torch.where(keep, torch.exp(shifted), torch.zeros_like(diff))
     ordered = torch.sort(terms, dim=1, descending=True).values
-    totals = torch.cumsum(ordered, dim=1)
+    return torch.cumsum(ordered, dim=1), safe_peak.squeeze(1)
+
+
+def log_prefix(totals: Tensor, peak: Tensor, counts: Tensor | None) -> Tensor:
+    """log of the sum of the ``counts[u]`` largest terms of a :func:`prefix_table` (all when None)."""
     if counts is None:
         chosen = totals[:, -1]
     else:
-        index = (counts.clamp(min=1, max=diff.shape[1]) - 1)[:, None]
+        index = (counts.clamp(min=1, max=totals.shape[1]) - 1)[:, None]
         chosen = totals.gather(1, index).squeeze(1)
         chosen = torch.where(counts > 0, chosen, torch.zeros_like(chosen))
     nonempty = chosen > 0
     log_total = torch.log(torch.where(nonempty, chosen, torch.ones_like(chosen)))
-    return torch.where(nonempty, log_total + safe_peak.squeeze(1), torch.full_like(chosen, -math.inf))
+    return torch.where(nonempty, log_total + peak, torch.full_like(chosen, -math.inf))
+
+
+def prefix_logsumexp(diff: Tensor, keep: Tensor | None, counts: Tensor | None) -> Tensor:
+    """log of the sum of the ``counts[u]`` largest kept exp(diff) per row (all kept when None).
+
+    This is the float64 path: sums run over sorted terms (see :func:`prefix_table`), so
+    CE-n <= CE and CE-η <= CE hold to the last digit, not only up to rounding.
+    """
+    totals, peak = prefix_table(diff, keep)
+    return log_prefix(totals, peak, counts)
+
+
+def eta_counts(scores: Tensor, targets: Tensor, eta: float, keep: Tensor | None) -> Tensor:
+    """Number of kept items with s_v >= s+ − η|s+| per row (the CE-η normalizing set)."""
+    work = scores.to(compute_dtype(scores.dtype))
+    target_score = work.gather(1, targets[:, None])
+    selected = work >= target_score - eta * target_score.abs()
+    if keep is not None:
+        selected &= keep
+    return selected.sum(1)
 
 
 def _keep_with_target(exclude: Tensor | None, targets: Tensor) -> Tensor | None:
