@@ -70,7 +70,7 @@ def test_per_user_values_match_direct_computation(audited):
 
 
 def test_audit_is_deterministic(audited):
-    result, scores, targets, exclude = audited
+    _, scores, targets, exclude = audited
     again = audit_scores(scores, targets, exclude=exclude, surrogates=["sce(alpha=20,k=40)"], draws=30, chunk_size=64,
                          seed=0)
     first = audit_scores(scores, targets, exclude=exclude, surrogates=["sce(alpha=20,k=40)"], draws=30, chunk_size=64,
