@@ -116,6 +116,8 @@ def audit_chunks(
     for metric in bound_metrics:
         if metric not in BOUND_METRICS:
             raise ValueError(f"bound metric {metric!r} is not supported; expected one of {', '.join(BOUND_METRICS)}")
+    if isinstance(surrogates, str | Loss):
+        surrogates = [surrogates]
     specs = [losses.get(s) if isinstance(s, str) else s for s in surrogates]
     if not specs:
         raise ValueError("surrogates is empty; pass at least one loss spec such as 'ce'")
@@ -228,6 +230,10 @@ def audit_checkpoint(
 
     if split not in ("test", "valid"):
         raise ValueError(f"split={split!r} is not supported; expected 'test' or 'valid'")
+    # Reject a bad surrogate spec before the dataset and model are loaded.
+    for spec in options.get("surrogates", DEFAULT_SURROGATES):
+        if isinstance(spec, str):
+            losses.get(spec)
     model, checkpoint_meta = load_checkpoint(path, device=device)
     dataset = load_recorded_dataset(checkpoint_meta, data_dir=data_dir, checkpoint=path)
     eval_set = getattr(leave_one_out(dataset), split)
@@ -400,6 +406,10 @@ def _write_atomic(path: Path, write) -> Path:
         write(temporary)
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; give the result the permissions of a normally created file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -44,7 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, OSError) as error:
+        # Invalid input (bad spec, missing file, corrupt checkpoint) gets one line, not a
+        # traceback; -v shows the traceback for debugging.
+        if args.verbose:
+            raise
+        print(f"boundlab {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -114,3 +114,22 @@ def test_duplicate_surrogates_are_rejected():
 def test_unknown_bound_metric_is_rejected():
     with pytest.raises(ValueError, match="bound metric 'hr'"):
         audit_scores(torch.randn(3, 5), torch.tensor([0, 1, 2]), bound_metrics=["hr"])
+
+
+def test_single_spec_string_is_accepted():
+    result = audit_scores(torch.randn(4, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 3]), surrogates="ce")
+    assert result.metadata["surrogates"] == ["ce"]
+
+
+def test_saved_files_are_readable_by_others(audited, tmp_path):
+    import os
+    import stat
+
+    result, *_ = audited
+    umask = os.umask(0o022)
+    try:
+        paths = result.save(tmp_path)
+    finally:
+        os.umask(umask)
+    for path in paths.values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -78,3 +78,10 @@ def test_reproduce_command_uses_trained_checkpoints(smoke, tmp_path, capsys):
     assert status == 0
     assert "deterministic-bound violations: 0" in output
     assert "report:" in output
+
+
+def test_cli_reports_bad_preset_without_traceback(capsys):
+    status = main(["reproduce", "--preset", "nosuch"])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith("boundlab reproduce: error: preset 'nosuch' not found")

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``reproduce`` subcommand."""
     parser = subparsers.add_parser(
         "reproduce",
-        help="evaluate and audit the shipped Beauty checkpoints (or retrain them) and write a report",
+        help="evaluate and audit a preset's checkpoints (from checkpoints/, or retrained) and write a report",
         description="Evaluate every run of a preset with full ranking, audit each surrogate loss on its scores, and "
         "write report.md, CSV tables and figures to --out. Presets live in experiments/presets.",
     )

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Prove the bound statements with sympy or exact rational grids, then test them on random "
         "score vectors (heavy ties, Gaussian, logits up to ±1e4; float32 and float64). Exit status 1 on any failure.",
     )
-    parser.add_argument("--vectors", type=int, default=120_000, help="number of random score vectors (default 120000)")
+    parser.add_argument("--vectors", type=int, default=120_000,
+                        help="number of random score vectors, rounded up to a multiple of 6 regimes (default 120000)")
     parser.add_argument("--items", type=int, default=64, help="items per score vector (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--skip-symbolic", action="store_true", help="run only the numerical checks")
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print one line per statement with PASS/FAIL and counts; return 1 if any failed."""
     if args.vectors < 1 or args.items < 2:
-        raise SystemExit(f"boundlab verify: --vectors must be >= 1 and --items >= 2, got {args.vectors} and {args.items}")
+        raise ValueError(f"--vectors must be >= 1 and --items >= 2, got {args.vectors} and {args.items}")
     failures = 0
     if not args.skip_symbolic:
         start = time.perf_counter()
@@ -39,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ({time.perf_counter() - start:.1f} s)")
 
     start = time.perf_counter()
-    print(f"numerical checks: {args.vectors} score vectors of {args.items} items, seed {args.seed}, losses in float64")
-    for check in run_numeric_checks(args.vectors, args.items, seed=args.seed):
+    checks = run_numeric_checks(args.vectors, args.items, seed=args.seed)
+    print(f"numerical checks: {checks[0].tested} score vectors of {args.items} items, seed {args.seed}, losses in float64")
+    for check in checks:
         failures += not check.passed
         status = "PASS" if check.passed else "FAIL"
         print(
