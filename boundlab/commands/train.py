@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,21 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict({**stored, **options, "out": str(out)})
 
 
+def _interrupt_on_signals() -> dict[int, object]:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, so the run logs the interruption and exits.
+
+    A shell without job control starts background jobs with SIGINT ignored, and SIGTERM would
+    otherwise end the process without the log line. Checkpoints are written atomically, so the
+    interruption loses at most the epoch in progress. Returns the previous handlers.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    return previous
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train, print the best epoch's validation and test metrics and the checkpoint path."""
     try:
@@ -129,6 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
     except (TrainingError, ValueError) as error:
         print(f"error: {error}")
         return 2
+    previous = _interrupt_on_signals()
     try:
         result = train(config)
     except (TrainingError, CheckpointError, DatasetError, ValueError) as error:
@@ -139,6 +156,9 @@ def run_train(args: argparse.Namespace) -> int:
         out = config.out or default_run_folder(config)
         print(f"\ninterrupted; continue with: boundlab train --out {out} --resume")
         return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     state = "stopped early" if result.stopped_early else "finished"
     print(f"run {result.run_dir}: {state} after epoch {result.last_epoch}, best epoch {result.best_epoch}")
