@@ -235,7 +235,7 @@ def write_figures(results: dict[str, AuditResult], folder: Path) -> list[Path]:
             gaps = result.per_user[f"{spec}:gap_ndcg"].to_numpy()
             rows.append(pd.DataFrame({"run": run, "surrogate": short_spec(spec), "gap (nats)": gaps}))
     frame = pd.concat(rows, ignore_index=True)
-    grid = sns.catplot(data=frame, x="gap (nats)", y="surrogate", col="run", col_wrap=3, kind="box",
+    grid = sns.catplot(data=frame, x="gap (nats)", y="surrogate", col="run", col_wrap=min(3, len(results)), kind="box",
                        showfliers=False, height=2.6, aspect=1.4, sharex=False)
     for axis in grid.axes.flat:
         axis.axvline(0.0, color="black", lw=0.8)
@@ -260,7 +260,7 @@ def write_figures(results: dict[str, AuditResult], folder: Path) -> list[Path]:
     if rows:
         frame = pd.concat(rows, ignore_index=True)
         grid = sns.relplot(data=frame, x="rank (bin upper edge)", y="coverage", hue="source", style="surrogate",
-                           col="run", col_wrap=3, kind="line", markers=True, height=2.6, aspect=1.4)
+                           col="run", col_wrap=min(3, len(results)), kind="line", markers=True, height=2.6, aspect=1.4)
         grid.set(xscale="log", ylim=(-0.02, 1.02))
         grid.figure.suptitle("Coverage of -log NDCG by sampled losses: measured vs. theorems", y=1.02)
         paths += _save(grid.figure, folder / "coverage_vs_theorems")
