@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from boundlab.models.inputs import validate_sequences
+
 
 @dataclass
 class GRU4RecConfig:
@@ -46,33 +48,6 @@ class GRU4RecConfig:
             raise ValueError(f"GRU4RecConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.init_std <= 0.0:
             raise ValueError(f"GRU4RecConfig.init_std must be positive, got {self.init_std!r}")
-
-
-def _validate_sequences(seqs: torch.Tensor, n_items: int, max_len: int) -> None:
-    """Raise ValueError unless ``seqs`` is a left-padded (B, L) LongTensor of ids in 0..n_items."""
-    if seqs.dtype != torch.long or seqs.dim() != 2:
-        raise ValueError(
-            f"seqs must be a 2-D LongTensor (batch, length), got dtype {seqs.dtype} "
-            f"with shape {tuple(seqs.shape)}"
-        )
-    if seqs.shape[1] > max_len:
-        raise ValueError(
-            f"seqs has length {seqs.shape[1]} but max_len is {max_len}. "
-            f"Keep only the last {max_len} items of each history"
-        )
-    if seqs.numel() == 0:
-        return
-    low, high = int(seqs.min()), int(seqs.max())
-    if low < 0 or high > n_items:
-        raise ValueError(
-            f"item ids must lie in 0..{n_items} (0 is padding), got values in {low}..{high}"
-        )
-    is_real = seqs != 0
-    if bool((is_real[:, :-1] & ~is_real[:, 1:]).any()):
-        raise ValueError(
-            "seqs must be left-padded, but a padding id 0 follows a real item in some row. "
-            "Put all padding before the first real item"
-        )
 
 
 def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
@@ -117,7 +92,7 @@ class GRU4Rec(nn.Module):
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         """Return hidden states (B, L, embedding_dim) for every column. Padding columns are zero."""
-        _validate_sequences(seqs, self.config.n_items, self.config.max_len)
+        validate_sequences(seqs, self.config.n_items, self.config.max_len)
         batch, length = seqs.shape
         dtype = self.item_embedding.weight.dtype
         if batch == 0 or length == 0:
