@@ -1,9 +1,9 @@
 """Per-user audit of how tightly each surrogate loss bounds −log NDCG and −log RR.
 
-An audit takes full-catalogue scores (from a matrix, from embeddings, or from a checkpoint) and,
-for every user, computes exact ranks, the ranking metrics, and for each surrogate its value,
-its gaps to −log NDCG and −log RR, its empirical coverage over R seeded draws (sampled losses)
-and, for sampled softmax and SCE, the bounding probabilities of the theorems. Losses are
+An audit takes full-catalogue scores from a matrix, from embeddings, or from a checkpoint. For
+every user it computes exact ranks and the ranking metrics. For each surrogate it adds the
+value, the gaps to −log NDCG and −log RR, and the empirical coverage over R seeded draws
+(sampled losses). For sampled softmax and SCE it adds the bounding probabilities of the theorems. Losses are
 evaluated on the float64 path and over the same candidate set as the ranks (the history policy's
 excluded items are removed from both), so every deterministic bound must hold with no violation.
 """

@@ -1,4 +1,4 @@
-"""How tightly a loss upper-bounds −log(metric), and how often a sampled loss is still a bound.
+"""Tightness of a loss as an upper bound on −log(metric), and coverage of sampled losses.
 
 Definitions (all in nats; users weighted equally; see docs/theory.md):
 
@@ -111,8 +111,8 @@ class Coverage:
 def coverage(loss_values: Tensor, ranks: Tensor, metric: str = "ndcg", *, confidence: float = 0.95) -> Coverage:
     """Estimate coverage from ``(U, R)`` loss draws (or ``(U,)``): per-user hit rates, their mean and SE.
 
-    The standard error is std(per-user coverage) / sqrt(U), which covers the variation over users
-    and draws; the interval is the normal one, clipped to [0, 1].
+    The standard error is std(per-user coverage) / sqrt(U), so it covers the variation over users
+    and over draws. The interval is the normal one, clipped to [0, 1].
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")

@@ -183,7 +183,12 @@ def _checkpoint_folders(
             folders[run.name] = folder
         return folders
 
-    base = Path(checkpoints) if checkpoints else (REPOSITORY / preset.checkpoints if preset.checkpoints else CHECKPOINT_DIR)
+    if checkpoints:
+        base = Path(checkpoints)
+    elif preset.checkpoints:
+        base = REPOSITORY / preset.checkpoints
+    else:
+        base = CHECKPOINT_DIR
     folders = {run.name: base / run.name for run in preset.runs if (base / run.name / "best.json").is_file()}
     if not folders:
         raise FileNotFoundError(
@@ -208,7 +213,12 @@ def fidelity_checks(metrics_table: pd.DataFrame) -> pd.DataFrame:
     ]
     rows = []
     for name, value, threshold, met in checks:
-        status = "no checkpoint" if math.isnan(value) or math.isnan(threshold) else ("met" if met else "missed")
+        if math.isnan(value) or math.isnan(threshold):
+            status = "no checkpoint"
+        elif met:
+            status = "met"
+        else:
+            status = "missed"
         rows.append({"check": name, "value": value, "threshold": threshold, "status": status})
     return pd.DataFrame(rows)
 
@@ -298,6 +308,7 @@ def write_report(
 ) -> Path:
     """Write ``report.md``: test metrics beside the published numbers, audit summaries, fidelity, figures."""
     lines = [f"# boundlab reproduce: preset `{preset.name}`", ""]
+
     if preset.description:
         lines += [preset.description, ""]
     lines += [
@@ -307,6 +318,7 @@ def write_report(
         "items are excluded unless the checkpoint records another history policy.",
         "",
     ]
+
     if missing:
         lines += [f"**Not included:** no checkpoint was found for {', '.join(f'`{name}`' for name in missing)}; "
                   f"train them with `boundlab reproduce --preset {preset.name} --train`.", ""]
@@ -316,6 +328,7 @@ def write_report(
         _markdown(metrics_table[["run", "loss", "epoch", "users", *METRIC_COLUMNS]]),
         "",
     ]
+
     reference = _reference_table(metrics_table)
     if reference is not None:
         lines += ["### Beside the published numbers", "", _markdown(reference), "",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from boundlab.models.inputs import validate_sequences
+from boundlab.models.inputs import CatalogueScoring, validate_sequences
 
 
 @dataclass
@@ -58,7 +58,7 @@ def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, source.unsqueeze(-1).expand(-1, -1, x.shape[2]))
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(CatalogueScoring, nn.Module):
     """GRU encoder with item scores taken from the shared item embedding table.
 
     Input: a LongTensor (B, L) of item ids 1..n_items, left-padded with 0, most recent item
@@ -116,22 +116,6 @@ class GRU4Rec(nn.Module):
         out = _roll_rows(out, -padding)
 
         return self.projection(self.output_dropout(out)) * keep
-
-    def encode_last(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Return the hidden state (B, embedding_dim) at the last column, the most recent item."""
-        return self.forward(seqs)[:, -1, :]
-
-    def candidate_embeddings(self) -> torch.Tensor:
-        """Return the output embeddings (n_items, embedding_dim): item embedding rows 1..n_items."""
-        return self.item_embedding.weight[1:]
-
-    def score_all(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Score every item after each history: (B, n_items), column v-1 for item v."""
-        return self.encode_last(seqs) @ self.candidate_embeddings().T
-
-    def num_parameters(self) -> int:
-        """Return the number of trainable parameters, the padding row included."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 __all__ = ["GRU4Rec", "GRU4RecConfig"]

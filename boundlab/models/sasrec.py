@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from boundlab.models.inputs import validate_sequences
+from boundlab.models.inputs import CatalogueScoring, validate_sequences
 
 
 @dataclass
@@ -133,7 +133,7 @@ class Block(nn.Module):
         return x
 
 
-class SASRec(nn.Module):
+class SASRec(CatalogueScoring, nn.Module):
     """SASRec encoder with item scores taken from the shared item embedding table.
 
     Input: a LongTensor (B, L) of item ids 1..n_items, left-padded with 0, most recent item
@@ -186,7 +186,7 @@ class SASRec(nn.Module):
         # Query i may see key j when j <= i and j is a real item. Each column may also see itself,
         # so a padding query, whose earlier keys are all padding, never has an all-masked softmax
         # row. Such a row is 0/0: torch 2.13's CPU kernels return zeros for it, but other versions
-        # and backends may return NaN. A real query already sees itself, so the diagonal adds nothing.
+        # and backends may return NaN. A real query already attends to itself, so the diagonal adds nothing.
         causal = torch.ones(length, length, dtype=torch.bool, device=seqs.device).tril()
         itself = torch.eye(length, dtype=torch.bool, device=seqs.device)
         allowed = (causal & is_real[:, None, :]) | itself
@@ -198,22 +198,6 @@ class SASRec(nn.Module):
             x = block(x, allowed) * keep
 
         return self.final_norm(x) * keep
-
-    def encode_last(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Return the hidden state (B, hidden) at the last column, the most recent item."""
-        return self.forward(seqs)[:, -1, :]
-
-    def candidate_embeddings(self) -> torch.Tensor:
-        """Return the output embeddings (n_items, hidden): item embedding rows 1..n_items."""
-        return self.item_embedding.weight[1:]
-
-    def score_all(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Score every item after each history: (B, n_items), column v-1 for item v."""
-        return self.encode_last(seqs) @ self.candidate_embeddings().T
-
-    def num_parameters(self) -> int:
-        """Return the number of trainable parameters, the padding row included."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 __all__ = ["SASRec", "SASRecConfig"]

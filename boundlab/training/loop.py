@@ -256,7 +256,7 @@ def train_epoch(
     return float(total) / max(n_positions, 1)
 
 
-# Rows are run through the model at the smallest of these widths that holds their real items.
+# Rows are run through the model at the smallest of these widths that fits their real items.
 # Most training sequences are short (Beauty: 5.7 positions on average), so this skips most of the
 # left padding that a (batch, max_len) forward pass would compute.
 GROUP_WIDTHS = (8, 16, 32)
