@@ -27,6 +27,7 @@ import torch
 from boundlab import __version__
 from boundlab.audit import AuditResult, audit_checkpoint
 from boundlab.evaluation import metrics_from_ranks
+from boundlab.notebook import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def write_figures(results: dict[str, AuditResult], folder: Path) -> list[Path]:
     for axis in grid.axes.flat:
         axis.axvline(0.0, color="black", lw=0.8)
     grid.figure.suptitle("Per-user gap to -log NDCG (negative: the bound fails)", y=1.02)
-    paths += _save(grid.figure, folder / "gap_distributions")
+    paths += save_figure(grid.figure, folder / "gap_distributions")
     plt.close(grid.figure)
 
     rows = []
@@ -273,7 +274,7 @@ def write_figures(results: dict[str, AuditResult], folder: Path) -> list[Path]:
                            col="run", col_wrap=min(3, len(results)), kind="line", markers=True, height=2.6, aspect=1.4)
         grid.set(xscale="log", ylim=(-0.02, 1.02))
         grid.figure.suptitle("Coverage of -log NDCG by sampled losses: measured vs. theorems", y=1.02)
-        paths += _save(grid.figure, folder / "coverage_vs_theorems")
+        paths += save_figure(grid.figure, folder / "coverage_vs_theorems")
         plt.close(grid.figure)
     return paths
 
@@ -281,17 +282,6 @@ def write_figures(results: dict[str, AuditResult], folder: Path) -> list[Path]:
 def short_spec(spec: str) -> str:
     """Drop the sampler from a loss spec for labels: ``sce(alpha=100,k=500,sampler=uniform)`` -> ``sce(alpha=100,k=500)``."""
     return re.sub(r",?sampler=[^,)]*", "", spec).replace("()", "")
-
-
-def _save(figure, stem: Path) -> list[Path]:
-    paths = []
-    for suffix in (".png", ".pdf"):
-        target = stem.with_suffix(suffix)
-        temporary = target.with_name(f".{target.name}.tmp")
-        figure.savefig(temporary, dpi=150, bbox_inches="tight", format=suffix[1:])
-        os.replace(temporary, target)
-        paths.append(target)
-    return paths
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
