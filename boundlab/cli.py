@@ -17,6 +17,7 @@ COMMANDS = (
     "boundlab.commands.reproduce",
     "boundlab.commands.train",
     "boundlab.commands.evaluate",
+    "boundlab.commands.sweep",
 )
 
 
