@@ -124,6 +124,12 @@ def audit_chunks(
     names = [loss.spec for loss in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"surrogates contains duplicates: {names}")
+    # Checked before the first chunk is scored, so a sampler that cannot work fails at once.
+    for loss in specs:
+        try:
+            loss.check_catalogue(n_items)
+        except ValueError as error:
+            raise ValueError(f"surrogate {loss.spec} cannot be audited: {error}") from None
     generators = {loss.spec: torch.Generator().manual_seed(seed + 1000 * i) for i, loss in enumerate(specs)}
 
     tables = []

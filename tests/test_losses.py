@@ -263,6 +263,23 @@ def test_without_replacement_sampler_is_distinct():
         assert sorted(row) == list(range(30))
 
 
+def test_catalogue_check_limits_without_replacement():
+    loss = losses.get("ssm(k=31,sampler=without-replacement)")
+
+    with pytest.raises(ValueError, match=r"k=31 distinct items from a catalogue of 30"):
+        loss.check_catalogue(30)
+    with pytest.raises(ValueError, match=r"k=31 distinct items from a catalogue of 30"):
+        draw_negatives("without-replacement", torch.zeros(2, dtype=torch.long), 30, 31)
+    loss.check_catalogue(31)
+
+
+def test_catalogue_check_accepts_draws_with_replacement():
+    for spec in ("ssm(k=500)", "sce(alpha=100,k=500)", "bpr(k=50)", "sce(k=500,sampler=shared)", "ce"):
+        losses.get(spec).check_catalogue(3)
+    with pytest.raises(ValueError, match="at least 2 items"):
+        losses.get("bce").check_catalogue(1)
+
+
 def test_shared_sampler_is_one_set():
     sample = draw_negatives("shared", torch.arange(5), 10, 4, generator=torch.Generator().manual_seed(3))
     assert sample.shared

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from boundlab import losses
 from boundlab.cli import main
 from boundlab.data import (
     LeaveOneOutSplit,
@@ -26,13 +28,16 @@ from boundlab.evaluation import evaluate, left_pad, metrics_from_ranks, score_us
 from boundlab.models import build_model
 from boundlab.ranking import target_ranks
 from boundlab.training import (
+    DEFAULT_AUDIT_SURROGATES,
     TrainConfig,
     TrainingError,
     build_training_examples,
+    read_audits,
     read_log,
     resolve_device,
     train,
 )
+from boundlab.training.runlog import AUDIT_COLUMNS
 
 N_ITEMS = 40
 
@@ -453,3 +458,214 @@ def test_grouped_forward_equals_padded_forward():
     expected_columns = torch.cat([targets[row][targets[row] != 0] - 1 for row in order])
     assert torch.equal(columns, expected_columns)
     assert torch.allclose(grouped, expected, atol=1e-5)
+
+
+# Audits during training
+
+
+def audit_lines(run_dir: Path) -> list[dict]:
+    """Return the audit records of a run's log without their wall-clock fields."""
+    return [{key: value for key, value in record.items() if key not in ("time", "seconds")}
+            for record in read_log(run_dir / "log.jsonl") if record["event"] == "audit"]
+
+
+def audited(dataset: Path, out: Path, **changes: object) -> TrainConfig:
+    """Return a tiny config that audits 30 validation users with 2 draws after every epoch."""
+    values = dict(audit_every=1, audit_users=30, audit_draws=2, loss="sce(alpha=100,k=20)", epochs=3)
+    values.update(changes)
+    return tiny_config(dataset, out, **values)
+
+
+def test_audits_leave_training_unchanged(tiny_dataset: Path, tmp_path: Path) -> None:
+    plain = train(tiny_config(tiny_dataset, tmp_path / "plain", loss="sce(alpha=100,k=20)", epochs=3))
+    with_audits = train(audited(tiny_dataset, tmp_path / "audits", audit_every=2))
+
+    assert with_audits.valid == plain.valid
+    assert with_audits.test == plain.test
+    for name in ("best.safetensors", "last.safetensors"):
+        expected = load_file(plain.run_dir / name)
+        actual = load_file(with_audits.run_dir / name)
+        for key in expected:
+            assert torch.equal(actual[key], expected[key]), f"{name} {key}"
+    # Epoch 0, every second epoch and the last epoch.
+    assert [line["epoch"] for line in audit_lines(with_audits.run_dir)] == [0, 2, 3]
+    assert audit_lines(plain.run_dir) == []
+
+
+def test_audit_line_contents(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train(audited(tiny_dataset, tmp_path / "run", epochs=1))
+
+    first = audit_lines(result.run_dir)[0]
+    assert first["split"] == "valid"
+    assert first["users"] == 30
+    assert first["draws"] == 2
+    surrogates = [row["surrogate"] for row in first["summary"]]
+    assert surrogates == [losses.get(spec).spec for spec in DEFAULT_AUDIT_SURROGATES for _ in ("ndcg", "rr")]
+    ce = next(row for row in first["summary"] if row["surrogate"] == "ce")
+    assert ce["deterministic_violations"] == 0
+    assert ce["coverage"] == 1.0
+    assert ce["mean_x24_bound"] is None
+    text = (result.run_dir / "log.jsonl").read_text()
+    assert "NaN" not in text
+
+
+def test_audit_keeps_rng_and_mode(tiny_dataset: Path) -> None:
+    from boundlab.evaluation import prepare_evaluation
+    from boundlab.training.audits import audit_model
+
+    split = leave_one_out(load_dataset(tiny_dataset))
+    config = TrainConfig(dataset=str(tiny_dataset), max_len=8, audit_every=1, audit_users=500, audit_draws=3)
+    torch.manual_seed(0)
+    model = build_model("sasrec", {"n_items": N_ITEMS, "max_len": 8}).train()
+    inputs = prepare_evaluation(split.valid, 8)
+    state = torch.get_rng_state()
+
+    first = audit_model(model, inputs, config, epoch=4)
+    second = audit_model(model, inputs, config, epoch=4)
+
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model.training
+    assert first["users"] == 80
+    assert first["summary"] == second["summary"]
+    assert audit_model(model, inputs, config, epoch=5)["seed"] != first["seed"]
+
+
+@pytest.mark.parametrize("where", ["after_epoch", "during_audit"])
+def test_resume_writes_each_audit_once(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    whole = train(audited(tiny_dataset, tmp_path / "whole"))
+    out = tmp_path / "parts"
+    if where == "after_epoch":
+        with pytest.raises(Interrupt):
+            train(audited(tiny_dataset, out), on_epoch_end=stop_after(2))
+    else:
+        from boundlab.training import loop
+
+        real_audit = loop.audit_model
+
+        def audit_then_crash(model, inputs, config, epoch):
+            if epoch == 2:
+                raise Interrupt
+            return real_audit(model, inputs, config, epoch)
+
+        monkeypatch.setattr(loop, "audit_model", audit_then_crash)
+        with pytest.raises(Interrupt):
+            train(audited(tiny_dataset, out))
+        monkeypatch.setattr(loop, "audit_model", real_audit)
+        assert [line["epoch"] for line in audit_lines(out)] == [0, 1]
+
+    resumed = train(audited(tiny_dataset, out, resume=True))
+
+    assert audit_lines(resumed.run_dir) == audit_lines(whole.run_dir)
+    assert [line["epoch"] for line in audit_lines(resumed.run_dir)] == [0, 1, 2, 3]
+
+
+def test_cli_resume_keeps_audit_settings(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    settings = dict(audit_every=2, audit_users=20, audit_draws=2, audit_surrogates=["ce", "bpr"])
+    with pytest.raises(Interrupt):
+        train(tiny_config(tiny_dataset, out, epochs=3, **settings), on_epoch_end=stop_after(1))
+    stored = json.loads((out / "config.json").read_text())
+    canonical = dict(settings, audit_surrogates=["ce", "bpr(k=1,sampler=uniform-no-target)"])
+    assert {key: stored[key] for key in settings} == canonical
+
+    status = main(["train", "--out", str(out), "--resume"])
+
+    assert status == 0
+    lines = audit_lines(out)
+    assert [line["epoch"] for line in lines] == [0, 2, 3]
+    assert all(line["users"] == 20 and line["draws"] == 2 for line in lines)
+    assert {row["surrogate"] for row in lines[-1]["summary"]} == {"ce", "bpr(k=1,sampler=uniform-no-target)"}
+
+
+def test_read_audits_table(tiny_dataset: Path, tmp_path: Path) -> None:
+    surrogates = ["ce", "ssm(k=10)"]
+    result = train(audited(tiny_dataset, tmp_path / "run", epochs=2, audit_surrogates=surrogates))
+
+    table = read_audits(result.run_dir)
+
+    assert list(table.columns[: len(AUDIT_COLUMNS)]) == list(AUDIT_COLUMNS)
+    assert len(table) == 3 * 2 * 2
+    assert table["epoch"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    ce = table[table["surrogate"] == "ce"]
+    assert (ce["deterministic_violations"] == 0).all()
+    assert (ce["coverage"] == 1.0).all()
+    sampled = table[table["surrogate"] == "ssm(k=10,sampler=uniform)"]
+    assert sampled["deterministic_violations"].isna().all()
+    assert sampled["draws"].tolist() == [2] * 6
+    assert table["valid_NDCG@10"].between(0, 1).all()
+
+
+def test_read_audits_uses_last_start(tmp_path: Path) -> None:
+    row = {key: 0.5 for key in AUDIT_COLUMNS[3:]}
+    row.update(surrogate="ce", metric="ndcg", deterministic_violations=0)
+    lines = [
+        {"event": "start"},
+        {"event": "audit", "epoch": 0, "summary": [dict(row, mean_gap=9.0)]},
+        {"event": "start"},
+        {"event": "audit", "epoch": 0, "summary": [dict(row, mean_gap=1.0)]},
+        {"event": "audit", "epoch": 2, "summary": [dict(row, mean_gap=2.0)]},
+        {"event": "resume"},
+        {"event": "audit", "epoch": 2, "summary": [dict(row, mean_gap=3.0, relative_gap=None)]},
+    ]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    table = read_audits(tmp_path)
+
+    assert table["epoch"].tolist() == [0, 2]
+    assert table["mean_gap"].tolist() == [1.0, 3.0]
+    assert np.isnan(table["relative_gap"].iloc[1])
+
+
+def test_read_audits_names_malformed_line(tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"event": "start"}\n{"event": "audit", "epoch": 1}\n')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(log))}:2: audit line has no summary rows"):
+        read_audits(tmp_path)
+
+    log.write_text('{"event": "start"}\n{"event": "audit", "epoch": 1, "summary": [{"surrogate": "ce"}]}\n')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(log))}:2: summary row 0 lacks metric, mean_gap"):
+        read_audits(log)
+
+    log.write_text('{"event": "start"}\n{"event": "aud\n{"event": "end"}\n')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(log))}:2 is not valid JSON"):
+        read_audits(tmp_path)
+
+    with pytest.raises(FileNotFoundError, match=r"log\.jsonl not found"):
+        read_audits(tmp_path / "missing")
+
+
+def test_train_rejects_sampler_beyond_catalogue(tiny_dataset: Path, tmp_path: Path) -> None:
+    bad = "ssm(k=50,sampler=without-replacement)"
+    with pytest.raises(TrainingError, match=r"loss ssm.* with 40 items: .*k=50 distinct items"):
+        train(tiny_config(tiny_dataset, tmp_path / "loss", loss=bad))
+    with pytest.raises(TrainingError, match=r"audit surrogate ssm.* with 40 items"):
+        train(tiny_config(tiny_dataset, tmp_path / "audit", audit_every=1, audit_surrogates=["ce", bad]))
+
+    assert not (tmp_path / "loss").exists()
+    assert not (tmp_path / "audit").exists()
+
+
+def test_train_cli_reports_bad_audit_surrogate(capsys: pytest.CaptureFixture) -> None:
+    status = main(["train", "--audit-every", "1", "--audit-surrogates", "ce", "sce(alpha=0)"])
+
+    assert status == 2
+    assert "invalid audit surrogate 'sce(alpha=0)'" in capsys.readouterr().out
+
+
+def test_train_cli_audits_beauty_slice(tmp_path: Path) -> None:
+    beauty_or_skip()
+    out = tmp_path / "run"
+
+    status = main(["train", "--dataset", "beauty", "--limit-users", "200", "--epochs", "1", "--batch-size", "64",
+                   "--audit-every", "1", "--audit-users", "200", "--audit-draws", "2", "--out", str(out), "--quiet"])
+
+    assert status == 0
+    table = read_audits(out)
+    assert table["epoch"].unique().tolist() == [0, 1]
+    assert len(table) == 2 * len(DEFAULT_AUDIT_SURROGATES) * 2
+    assert (table["users"] == 200).all()
+    deterministic = table[table["surrogate"].isin(["ce", "ce_eta(eta=0.7)"])]
+    assert (deterministic["deterministic_violations"] == 0).all()
+    assert (deterministic["coverage"] == 1.0).all()

@@ -3,7 +3,7 @@
 Files in the run folder (``--out``):
 
   config.json                        the settings of the run
-  log.jsonl                          one JSON object per line: epochs, validation metrics, events
+  log.jsonl                          one JSON object per line: epochs, validation metrics, audits, events
   best.safetensors, best.json        the epoch with the highest validation NDCG@10, with its test metrics
   last.safetensors, last.json        the full state that --resume continues from
 """
@@ -21,7 +21,14 @@ from boundlab.checkpoint import CheckpointError, read_metadata
 from boundlab.data import DatasetError, HistoryPolicy
 from boundlab.evaluation import metrics_table
 from boundlab.models import MODEL_CONFIGS
-from boundlab.training import LAST, TrainConfig, TrainingError, default_run_folder, train
+from boundlab.training import (
+    DEFAULT_AUDIT_SURROGATES,
+    LAST,
+    TrainConfig,
+    TrainingError,
+    default_run_folder,
+    train,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     selection.add_argument(
         "--eval-batch-size", type=int, help=f"users scored at once in evaluation (default: {_DEFAULTS.eval_batch_size})"
+    )
+
+    audits = parser.add_argument_group(
+        "audits during training",
+        "Each audit appends one line to log.jsonl with each surrogate's gap to -log NDCG and\n"
+        "-log RR and its coverage; boundlab.training.read_audits reads them as a table.",
+    )
+    audits.add_argument(
+        "--audit-every", type=int, metavar="E",
+        help="audit before the first epoch, every E epochs and after the last; 0 disables audits (default: 0)",
+    )
+    audits.add_argument(
+        "--audit-users", type=int, metavar="M",
+        help=f"audit the first M validation users, the same ones every time (default: {_DEFAULTS.audit_users})",
+    )
+    audits.add_argument(
+        "--audit-draws", type=int, metavar="R",
+        help=f"negative-sample draws per user for sampled surrogates (default: {_DEFAULTS.audit_draws})",
+    )
+    audits.add_argument(
+        "--audit-surrogates", nargs="+", metavar="SPEC",
+        help=f"loss specs to audit (default: {' '.join(DEFAULT_AUDIT_SURROGATES)})",
     )
 
     run = parser.add_argument_group("run folder")

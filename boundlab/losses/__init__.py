@@ -44,13 +44,24 @@ from boundlab._validation import (
     check_all_finite,
     check_choice,
     check_index_vector,
+    check_positive_int,
     check_scores,
     check_tensor,
 )
 from boundlab.losses import functional
-from boundlab.losses.sampling import SAMPLERS, NegativeSample, draw_negatives
+from boundlab.losses.sampling import SAMPLERS, NegativeSample, check_catalogue, draw_negatives
 
-__all__ = ["LOSSES", "SAMPLERS", "Loss", "LossDefinition", "NegativeSample", "Param", "draw_negatives", "get"]
+__all__ = [
+    "LOSSES",
+    "SAMPLERS",
+    "Loss",
+    "LossDefinition",
+    "NegativeSample",
+    "Param",
+    "check_catalogue",
+    "draw_negatives",
+    "get",
+]
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -131,6 +142,16 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"Loss({self.spec!r})"
+
+    def check_catalogue(self, n_items: int) -> None:
+        """Raise ValueError if this loss's sampler cannot draw its K negatives from ``n_items`` items.
+
+        Full-catalogue losses accept every catalogue of at least one item.
+        """
+        if self.is_sampled:
+            check_catalogue(self.params["sampler"], n_items, self.params["k"])
+        else:
+            check_positive_int("n_items", n_items)
 
     def draw(self, targets: Tensor, n_items: int, generator: torch.Generator | None = None) -> NegativeSample:
         """Draw this loss's K negatives for each target with its sampler."""

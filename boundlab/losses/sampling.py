@@ -46,9 +46,7 @@ def draw_negatives(
     generator: torch.Generator | None = None,
 ) -> NegativeSample:
     """Draw K negative item columns per row of ``targets`` with the named sampler."""
-    check_choice("sampler", sampler, SAMPLERS)
-    check_positive_int("k", k)
-    check_positive_int("n_items", n_items)
+    check_catalogue(sampler, n_items, k)
     device = targets.device
     n_rows = targets.shape[0]
 
@@ -61,19 +59,33 @@ def draw_negatives(
         return NegativeSample(items, (items == targets[:, None]).sum(1), shared=True)
 
     if sampler == "uniform-no-target":
-        if n_items < 2:
-            raise ValueError("sampler 'uniform-no-target' needs at least 2 items; use 'uniform' for one item")
         # Draw from N - 1 slots and skip over the target: slot j maps to item j, or j + 1 at or past the target.
         slots = _randint(n_items - 1, (n_rows, k), generator, device)
         items = slots + (slots >= targets[:, None]).long()
         return NegativeSample(items, torch.zeros(n_rows, dtype=torch.long, device=device), shared=False)
 
-    if k > n_items:
-        raise ValueError(f"sampler 'without-replacement' cannot draw k={k} distinct items from {n_items}")
     # The K smallest of N iid uniform keys form a uniform random K-subset.
     keys = torch.rand(n_rows, n_items, generator=generator, device=device)
     items = torch.topk(keys, k, dim=1, largest=False).indices
     return NegativeSample(items, (items == targets[:, None]).sum(1), shared=False)
+
+
+def check_catalogue(sampler: str, n_items: int, k: int) -> None:
+    """Raise ValueError unless the named sampler can draw ``k`` negatives from ``n_items`` items.
+
+    The with-replacement samplers accept any K, including K > N. "without-replacement" needs
+    K <= N, and "uniform-no-target" needs at least one item besides the target.
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    check_positive_int("k", k)
+    check_positive_int("n_items", n_items)
+    if sampler == "without-replacement" and k > n_items:
+        raise ValueError(
+            f"sampler 'without-replacement' cannot draw k={k} distinct items from a catalogue of {n_items}; "
+            f"use k <= {n_items} or a sampler that draws with replacement"
+        )
+    if sampler == "uniform-no-target" and n_items < 2:
+        raise ValueError("sampler 'uniform-no-target' needs at least 2 items; use 'uniform' for one item")
 
 
 def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:

@@ -9,6 +9,7 @@ Typical use::
 """
 
 from boundlab.training.config import (
+    DEFAULT_AUDIT_SURROGATES,
     RESUMABLE_FIELDS,
     TrainConfig,
     changed_fields,
@@ -28,10 +29,11 @@ from boundlab.training.loop import (
     train,
     train_epoch,
 )
-from boundlab.training.runlog import RunLog, read_log
+from boundlab.training.runlog import RunLog, read_audits, read_log
 
 __all__ = [
     "BEST",
+    "DEFAULT_AUDIT_SURROGATES",
     "LAST",
     "RESUMABLE_FIELDS",
     "SELECTION_METRIC",
@@ -46,6 +48,7 @@ __all__ = [
     "dataset_record",
     "default_run_folder",
     "load_training_dataset",
+    "read_audits",
     "read_log",
     "resolve_device",
     "train",

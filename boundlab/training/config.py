@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,17 @@ from boundlab.models import MODEL_CONFIGS
 logger = logging.getLogger(__name__)
 
 # Fields that may differ between an interrupted run and the call that resumes it. Every other
-# field changes what the resumed epochs compute, so a resume with a new value is rejected.
-RESUMABLE_FIELDS = frozenset({"epochs", "patience", "device", "quiet", "resume", "out", "data_dir", "eval_batch_size"})
+# field changes what the resumed epochs compute, so a resume with a new value is rejected. The
+# audit settings are resumable because audits never change the weights; every audit line
+# records its own users, draws and surrogates.
+RESUMABLE_FIELDS = frozenset({
+    "epochs", "patience", "device", "quiet", "resume", "out", "data_dir", "eval_batch_size",
+    "audit_every", "audit_users", "audit_draws", "audit_surrogates",
+})
+
+# Surrogates audited during training: CE and CE-η bound −log NDCG for every user, sampled softmax
+# and SCE with the bounding probabilities of Xu et al. 2024 (arXiv 2408.14238), BCE and BPR without.
+DEFAULT_AUDIT_SURROGATES = ("ce", "ce_eta(eta=0.7)", "ssm(k=500)", "sce(alpha=100,k=500)", "bce", "bpr")
 
 
 @dataclass
@@ -32,6 +41,10 @@ class TrainConfig:
     ``device="auto"`` picks CUDA when available. ``patience`` counts evaluations without a new
     best validation NDCG@10 (0 disables early stopping). ``out=None`` means
     :func:`default_run_folder`.
+
+    ``audit_every`` E > 0 audits the first ``audit_users`` validation users before the first
+    epoch, after every E-th epoch and after the last epoch, with ``audit_draws`` draws per
+    sampled surrogate (see :mod:`boundlab.training.audits`); 0 disables audits.
     """
 
     dataset: str = "beauty"
@@ -55,12 +68,18 @@ class TrainConfig:
     history: str = DEFAULT_HISTORY_POLICY.value
     quiet: bool = False
     eval_batch_size: int = 512
+    audit_every: int = 0
+    audit_users: int = 1000
+    audit_draws: int = 5
+    audit_surrogates: list[str] = field(default_factory=lambda: list(DEFAULT_AUDIT_SURROGATES))
 
     def __post_init__(self) -> None:
         """Validate every field; errors name the field, its value and the accepted range."""
-        for name in ("epochs", "batch_size", "max_len", "eval_every", "eval_batch_size"):
+        positive = ("epochs", "batch_size", "max_len", "eval_every", "eval_batch_size", "audit_users", "audit_draws")
+        for name in positive:
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("patience", self.patience, minimum=0)
+        _check_int("audit_every", self.audit_every, minimum=0)
         _check_int("seed", self.seed, minimum=0)
         if self.limit_users is not None:
             _check_int("limit_users", self.limit_users, minimum=1)
@@ -81,6 +100,7 @@ class TrainConfig:
             raise ValueError(f"unknown history policy {self.history!r}; choose one of {choices}") from None
         # Parsing here makes a bad spec fail before any data is loaded; the canonical spec is stored.
         self.loss = losses.get(self.loss).spec
+        self.audit_surrogates = _canonical_surrogates(self.audit_surrogates)
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"dataset must be a registered name or a file path, got {self.dataset!r}")
         # An absolute path keeps the stored config usable from another working directory.
@@ -111,6 +131,24 @@ class TrainConfig:
 def _check_int(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _canonical_surrogates(specs: object) -> list[str]:
+    """Return the canonical specs of a list of audit surrogates, rejecting bad or repeated ones."""
+    if isinstance(specs, str) or not isinstance(specs, list | tuple):
+        raise ValueError(f"audit_surrogates must be a list of loss specs such as ['ce', 'bpr'], got {specs!r}")
+    if not specs:
+        raise ValueError("audit_surrogates is empty; give at least one loss spec such as 'ce'")
+    canonical = []
+    for spec in specs:
+        try:
+            canonical.append(losses.get(spec).spec)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"invalid audit surrogate {spec!r}: {error}") from None
+    repeated = sorted({spec for spec in canonical if canonical.count(spec) > 1})
+    if repeated:
+        raise ValueError(f"audit_surrogates lists {', '.join(repeated)} more than once; give each surrogate once")
+    return canonical
 
 
 def default_run_folder(config: TrainConfig) -> Path:

@@ -11,6 +11,11 @@ model becomes the new ``best`` checkpoint. After ``patience`` evaluations withou
 training stops early. At the end the best checkpoint is evaluated on the test split. The
 ``last`` checkpoint, written after every epoch, contains the full state needed to resume. On the
 CPU a resumed run reproduces the uninterrupted run exactly.
+
+With ``audit_every`` set, audits of the validation users (:mod:`boundlab.training.audits`) run
+before the first epoch and after each due epoch's checkpoint and log line. A resumed run first
+writes the audit of its last completed epoch if that audit is due and missing from the log, so
+the log has one audit line per due epoch however often the run was interrupted.
 """
 
 from __future__ import annotations
@@ -60,9 +65,10 @@ from boundlab.evaluation import (
     prepare_evaluation,
 )
 from boundlab.models import build_model
+from boundlab.training.audits import AUDIT_EVENT, audit_due, audit_model, logged_audit_epochs
 from boundlab.training.config import TrainConfig, changed_fields, default_run_folder, resolve_device
 from boundlab.training.examples import build_training_examples
-from boundlab.training.runlog import RunLog
+from boundlab.training.runlog import LOG_FILE, RunLog
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +139,7 @@ def train(config: TrainConfig, *, on_epoch_end: EpochCallback | None = None) -> 
             "nothing to train on; use a dataset with longer sequences"
         )
     loss = losses.get(config.loss)
+    _check_catalogue(config, loss, split.n_items)
 
     torch.manual_seed(config.seed)
     model = build_model(config.model, config.model_kwargs(split.n_items)).to(device)
@@ -153,7 +160,9 @@ def train(config: TrainConfig, *, on_epoch_end: EpochCallback | None = None) -> 
     }
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLog(run_dir / "log.jsonl") as run_log:
+    # The audits that an interrupted run logged, read before this call appends to the log.
+    audited_epochs = logged_audit_epochs(run_dir / LOG_FILE) if config.resume else set()
+    with RunLog(run_dir / LOG_FILE) as run_log:
         if config.resume:
             state = _restore(run_dir, config, dataset, model, optimizer, shuffle_generator, sampler_generator, device)
             run_log.write("resume", epoch=state.epoch, best_epoch=state.best_epoch, config=config.to_dict())
@@ -194,8 +203,10 @@ def train(config: TrainConfig, *, on_epoch_end: EpochCallback | None = None) -> 
             base_metadata=base_metadata,
             run_log=run_log,
             show_progress=show_progress,
+            audited_epochs=audited_epochs,
         )
         try:
+            _audit_start(run, state, valid_inputs)
             _run_epochs(run, state, inputs, targets, valid_inputs, on_epoch_end)
         except BaseException as error:
             run_log.write("interrupted", epoch=state.epoch, error=f"{type(error).__name__}: {error}")
@@ -329,6 +340,7 @@ class _Run:
     base_metadata: dict[str, Any]
     run_log: RunLog
     show_progress: bool
+    audited_epochs: set[int]
 
 
 def _run_epochs(
@@ -372,6 +384,8 @@ def _run_epochs(
         state.epoch = epoch
         state.training_seconds += time.perf_counter() - started
         _save_epoch(run, state, epoch, record, improved)
+        if audit_due(config, epoch, last=epoch == config.epochs or state.stopped_early):
+            _audit(run, valid_inputs, epoch)
 
         message = f"epoch {epoch}: train loss {train_loss:.4f} in {train_seconds:.1f} s"
         if "valid" in record:
@@ -391,6 +405,29 @@ def _run_epochs(
         if state.stopped_early:
             break
     epochs_bar.close()
+
+
+def _audit_start(run: _Run, state: TrainingState, valid_inputs: EvaluationInputs) -> None:
+    """Audit epoch 0 of a new run, or the last completed epoch of a resumed run if its line is missing.
+
+    Audit lines are written after the epoch's checkpoint, so an interruption can lose only the
+    audit of the last completed epoch, and the weights restored from ``last`` are exactly the
+    weights that audit needs.
+    """
+    config = run.config
+    if not config.resume:
+        if audit_due(config, 0, last=False):
+            _audit(run, valid_inputs, 0)
+        return
+    last = state.epoch == config.epochs or state.stopped_early
+    if audit_due(config, state.epoch, last=last) and state.epoch not in run.audited_epochs:
+        _audit(run, valid_inputs, state.epoch)
+
+
+def _audit(run: _Run, valid_inputs: EvaluationInputs, epoch: int) -> None:
+    record = audit_model(run.model, valid_inputs, run.config, epoch)
+    run.run_log.write(AUDIT_EVENT, **record)
+    logger.info("audit of epoch %d: %d validation users in %.1f s", epoch, record["users"], record["seconds"])
 
 
 def _validate(
@@ -489,6 +526,20 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
             f"run folder {run_dir} already contains a run; pass --resume to continue it, or "
             "choose another --out folder"
         )
+
+
+def _check_catalogue(config: TrainConfig, loss: losses.Loss, n_items: int) -> None:
+    """Raise TrainingError before training if a sampler cannot draw its negatives from the catalogue."""
+    checks = [("loss", loss)]
+    if config.audit_every:
+        checks += [("audit surrogate", losses.get(spec)) for spec in config.audit_surrogates]
+    for role, checked in checks:
+        try:
+            checked.check_catalogue(n_items)
+        except ValueError as error:
+            raise TrainingError(
+                f"{role} {checked.spec} cannot be used on dataset {config.dataset!r} with {n_items} items: {error}"
+            ) from None
 
 
 def _resolve_bf16(requested: bool, device: torch.device) -> bool:
