@@ -146,7 +146,7 @@ def run_summary(folder: str | os.PathLike[str]) -> dict[str, Any]:
     epochs = [r for r in records if r.get("event") == "epoch"]
     summary: dict[str, Any] = {
         "run": folder.name,
-        "loss": (start.get("config") or {}).get("loss"),
+        "loss_spec": (start.get("config") or {}).get("loss"),
         "status": "finished" if end else ("interrupted" if epochs else "new"),
         "epochs": max((r["epoch"] for r in epochs), default=0),
         "best_epoch": end.get("best_epoch") if end else None,
@@ -170,7 +170,9 @@ def read_sweep(sweep: Sweep | str | os.PathLike[str]) -> pd.DataFrame:
         if not (folder / "log.jsonl").is_file():
             continue
         rows.append({"sweep": sweep.name, **run.values, **run_summary(folder)})
-    return pd.DataFrame(rows)
+    values = list(dict.fromkeys(key for run in sweep.runs for key in run.values))
+    columns = ["sweep", *values, "run", "loss_spec", "status", "epochs", "best_epoch", "training_seconds"]
+    return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*columns, *(k for r in rows for k in r)])))
 
 
 def validation_curves(sweep: Sweep | str | os.PathLike[str]) -> pd.DataFrame:

@@ -23,6 +23,9 @@ def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("BOUNDLAB_SMALL", "1")
     monkeypatch.setenv("BOUNDLAB_FIGURES", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The kernel imports boundlab from this checkout even where another copy is installed.
+    repository = str(path.parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
