@@ -129,7 +129,8 @@ def cross_entropy_top_n(scores: Tensor, targets: Tensor, n: int, *, exclude: Ten
     """CE-n: ℓ = log Σ_{v ∈ top-n} exp(s_v − s+), Z over the n highest-scored items.
 
     The sum of the n largest values does not depend on how ties are ordered, so only values of
-    ``torch.topk`` are used. If the target ranks below n, it is not part of Z and ℓ can be negative.
+    ``torch.topk`` are used. If the target ranks below n, it is not part of Z; every item in Z then
+    scores at least s+, so ℓ >= log n >= 0, but ℓ can fall below −log RR(r) = log r.
     """
     diff, _ = centred(scores, targets)
     keep = _keep_with_target(exclude, targets)
