@@ -26,7 +26,7 @@ def loss_family(spec: str | None) -> str:
 
 
 def reference_numbers(dataset: str | None = None, path: str | os.PathLike[str] = REFERENCE_NUMBERS) -> pd.DataFrame:
-    """The reported numbers (``source`` is ``paper`` or ``llm``), optionally for one dataset."""
+    """Read the reported numbers (``source`` is ``paper`` or ``llm``), optionally for one dataset."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"reference numbers {path} not found; it ships with the repository")
@@ -40,7 +40,7 @@ def reference_numbers(dataset: str | None = None, path: str | os.PathLike[str] =
 
 
 def checkpoint_results(metadata_files: Iterable[str | os.PathLike[str]] | None = None) -> pd.DataFrame:
-    """One row per checkpoint metadata file (``best.json``) that records test metrics.
+    """Tabulate the test metrics of every checkpoint metadata file (``best.json``) that records them.
 
     By default: every ``checkpoints/*/best.json`` and every finished run under
     ``experiments/runs/*/best.json`` (a run shipped under ``checkpoints/`` is listed once).

@@ -147,7 +147,7 @@ def run_summary(folder: str | os.PathLike[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "run": folder.name,
         "loss_spec": (start.get("config") or {}).get("loss"),
-        "status": "finished" if end else ("interrupted" if epochs else "new"),
+        "status": _status(end, epochs),
         "epochs": max((r["epoch"] for r in epochs), default=0),
         "best_epoch": end.get("best_epoch") if end else None,
         "training_seconds": end.get("training_seconds") if end else sum(r.get("seconds", 0.0) for r in epochs),
@@ -160,8 +160,16 @@ def run_summary(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return summary
 
 
+def _status(end: dict[str, Any] | None, epochs: list[dict[str, Any]]) -> str:
+    if end:
+        return "finished"
+    if epochs:
+        return "interrupted"
+    return "new"
+
+
 def read_sweep(sweep: Sweep | str | os.PathLike[str]) -> pd.DataFrame:
-    """One row per run that has a log: sweep values, status, epochs, best validation and test metrics."""
+    """Tabulate every run that has a log: sweep values, status, epochs, best validation and test metrics."""
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
     rows = []

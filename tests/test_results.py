@@ -36,7 +36,9 @@ def test_comparison_leaves_out_slices(tmp_path):
     ours = results.checkpoint_results([metadata("full", None), metadata("slice", 300)])
     table = results.comparison_table("beauty", ours=ours)
     mine = table[table["source"] == "boundlab"]
-    assert len(mine) == 1 and mine.iloc[0]["loss"] == "sce" and mine.iloc[0]["model"] == "SASRec"
+    assert len(mine) == 1
+    assert mine.iloc[0]["loss"] == "sce"
+    assert mine.iloc[0]["model"] == "SASRec"
     assert (table["source"] == "llm").sum() == 4
 
 
