@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -83,3 +87,19 @@ def check_positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value
+
+
+def read_named_json(
+    name_or_path: str | os.PathLike[str], folder: str | os.PathLike[str], kind: str
+) -> tuple[Path, dict[str, Any]]:
+    """Read ``folder/NAME.json`` (a bare name) or a JSON file path; errors name the file, line and known names."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(folder) / f"{name_or_path}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in Path(folder).glob("*.json"))) or "none"
+        raise FileNotFoundError(f"{kind} {str(name_or_path)!r} not found at {path}; known {kind}s: {known}")
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: invalid JSON in {kind} ({error.msg})") from None

@@ -9,7 +9,6 @@ computes its test metrics with full ranking, audits every surrogate on its score
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 
 from boundlab import __version__
+from boundlab._validation import read_named_json
 from boundlab.audit import AuditResult, audit_checkpoint
 from boundlab.evaluation import metrics_from_ranks
 from boundlab.notebook import save_figure
@@ -63,16 +63,7 @@ class Preset:
 
 def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
     """Read a preset by name (``experiments/presets/NAME.json``) or from a JSON file path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.json"
-    if not path.is_file():
-        available = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.json"))) or "none"
-        raise FileNotFoundError(f"preset {str(name_or_path)!r} not found at {path}; available presets: {available}")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: invalid JSON in preset ({error.msg})") from None
+    path, raw = read_named_json(name_or_path, PRESET_DIR, "preset")
     missing = {"name", "runs", "surrogates"} - set(raw)
     if missing:
         raise ValueError(f"{path}: preset is missing the field(s) {', '.join(sorted(missing))}")

@@ -14,7 +14,6 @@ metrics into one table, with the sweep values as columns.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from boundlab._validation import read_named_json
 from boundlab.training.runlog import read_log
 
 logger = logging.getLogger(__name__)
@@ -62,16 +62,7 @@ class Sweep:
 
 def load_sweep(name_or_path: str | os.PathLike[str]) -> Sweep:
     """Load ``experiments/sweeps/<name>.json`` or a sweep file by path; errors name the file and field."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SWEEP_DIR / f"{name_or_path}.json"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SWEEP_DIR.glob("*.json"))) or "none"
-        raise FileNotFoundError(f"sweep file {path} not found; known sweeps: {known}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: invalid JSON: {error.msg}") from None
+    path, raw = read_named_json(name_or_path, SWEEP_DIR, "sweep")
     for key in ("name", "base", "runs"):
         if key not in raw:
             raise ValueError(f"{path}: missing field {key!r}; a sweep needs name, base and runs")

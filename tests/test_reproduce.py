@@ -67,7 +67,7 @@ def test_reproduce_without_checkpoints_explains(tmp_path, capsys):
 
 
 def test_unknown_preset_lists_available():
-    with pytest.raises(FileNotFoundError, match="available presets: default, smoke"):
+    with pytest.raises(FileNotFoundError, match="known presets: default, smoke"):
         load_preset("nonexistent")
 
 
